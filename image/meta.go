@@ -1,0 +1,219 @@
+package image
+
+// Meta is the metadata of a checkpointed process tree: everything but the
+// contents of memory and of deleted files. It is the first record of an image.
+type Meta struct {
+	// Kernel is the release of the kernel the image was taken on.
+	Kernel string `json:"kernel"`
+	// Arch is the machine architecture ("x86_64").
+	Arch string `json:"arch"`
+	// XstateSize is the size of the NT_X86_XSTATE regset on the dumping CPU.
+	XstateSize int `json:"xstate_size"`
+	// Created is the wall-clock time of the freeze, in Unix nanoseconds.
+	Created int64 `json:"created"`
+	// Root is the PID of the tree's root process.
+	Root int `json:"root"`
+	// Processes are listed parents before children.
+	Processes []Process `json:"processes"`
+	// Files holds contents that travel in FileData records, by ID.
+	Files []FileBlob `json:"files,omitempty"`
+}
+
+// FileBlob describes the content of a file carried in the image.
+type FileBlob struct {
+	ID   int    `json:"id"`
+	Size int64  `json:"size"`
+	Mode uint32 `json:"mode"`
+	Path string `json:"path"` // where the file lived when it was dumped
+}
+
+// Process is one checkpointed process.
+type Process struct {
+	PID  int    `json:"pid"`
+	PPID int    `json:"ppid"`
+	PGID int    `json:"pgid"`
+	SID  int    `json:"sid"`
+	Comm string `json:"comm"`
+	// Exe is the path of the executable (/proc/PID/exe).
+	Exe        string `json:"exe"`
+	ExeDeleted bool   `json:"exe_deleted,omitempty"`
+	// ExeFile is the ID of the FileBlob with the executable when ExeDeleted.
+	ExeFile int `json:"exe_file,omitempty"`
+
+	Creds       Creds        `json:"creds"`
+	Umask       uint32       `json:"umask"`
+	Cwd         string       `json:"cwd"`
+	Personality uint32       `json:"personality"`
+	Prctl       Prctl        `json:"prctl"`
+	Rlimits     []Rlimit     `json:"rlimits"`
+	SigActions  []SigAction  `json:"sigactions"`
+	Pending     []Siginfo    `json:"pending,omitempty"` // process-wide pending signals
+	ITimers     [3]ITimer    `json:"itimers"`           // ITIMER_REAL, _VIRTUAL, _PROF
+	Timers      []PosixTimer `json:"timers,omitempty"`
+	MM          MM           `json:"mm"`
+	VMAs        []VMA        `json:"vmas"`
+	FDs         []FD         `json:"fds"`
+	Threads     []Thread     `json:"threads"` // the leader first
+}
+
+// Creds are a process's credentials.
+type Creds struct {
+	UID    [4]uint32 `json:"uid"` // real, effective, saved, fs
+	GID    [4]uint32 `json:"gid"`
+	Groups []uint32  `json:"groups"`
+	CapInh uint64    `json:"cap_inh"`
+	CapPrm uint64    `json:"cap_prm"`
+	CapEff uint64    `json:"cap_eff"`
+	CapBnd uint64    `json:"cap_bnd"`
+	CapAmb uint64    `json:"cap_amb"`
+}
+
+// Prctl holds per-process prctl(2) state.
+type Prctl struct {
+	Dumpable       int  `json:"dumpable"`
+	NoNewPrivs     bool `json:"no_new_privs,omitempty"`
+	PdeathSig      int  `json:"pdeathsig,omitempty"`
+	ChildSubreaper bool `json:"child_subreaper,omitempty"`
+}
+
+// Rlimit is one resource limit. Infinity is ^uint64(0).
+type Rlimit struct {
+	Resource int    `json:"resource"`
+	Cur      uint64 `json:"cur"`
+	Max      uint64 `json:"max"`
+}
+
+// SigAction is the kernel's struct sigaction for one signal.
+type SigAction struct {
+	Signal   int    `json:"sig"`
+	Handler  uint64 `json:"handler"`
+	Flags    uint64 `json:"flags"`
+	Restorer uint64 `json:"restorer"`
+	Mask     uint64 `json:"mask"`
+}
+
+// Siginfo is a raw 128-byte siginfo_t of a queued signal.
+type Siginfo []byte
+
+// ITimer is one interval timer (setitimer), in microseconds.
+type ITimer struct {
+	IntervalUsec int64 `json:"interval_usec"`
+	ValueUsec    int64 `json:"value_usec"`
+}
+
+// PosixTimer is one timer_create(2) timer.
+type PosixTimer struct {
+	ID          int    `json:"id"`
+	Clock       int    `json:"clock"`
+	Signal      int    `json:"signal"`
+	Notify      int    `json:"notify"` // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID
+	NotifyTID   int    `json:"notify_tid,omitempty"`
+	Value       uint64 `json:"value"` // sigev_value
+	IntervalNs  int64  `json:"interval_ns"`
+	RemainingNs int64  `json:"remaining_ns"`
+	Overrun     int    `json:"overrun,omitempty"`
+}
+
+// MM holds the mm_struct fields that /proc reports and PR_SET_MM_MAP restores.
+type MM struct {
+	StartCode  uint64   `json:"start_code"`
+	EndCode    uint64   `json:"end_code"`
+	StartData  uint64   `json:"start_data"`
+	EndData    uint64   `json:"end_data"`
+	StartBrk   uint64   `json:"start_brk"`
+	Brk        uint64   `json:"brk"`
+	StartStack uint64   `json:"start_stack"`
+	ArgStart   uint64   `json:"arg_start"`
+	ArgEnd     uint64   `json:"arg_end"`
+	EnvStart   uint64   `json:"env_start"`
+	EnvEnd     uint64   `json:"env_end"`
+	Auxv       []uint64 `json:"auxv"`
+}
+
+// VMA kinds.
+const (
+	VMAAnon       = "anon"        // private anonymous (incl. [heap], [stack], [anon:...])
+	VMAFile       = "file"        // private file mapping
+	VMASharedFile = "shared-file" // MAP_SHARED file mapping
+	VMAVdso       = "vdso"        // [vdso], [vvar], [vvar_vclock]: moved, not written
+)
+
+// VMA is one mapping of a process.
+type VMA struct {
+	Start uint64 `json:"start"`
+	End   uint64 `json:"end"`
+	Prot  uint32 `json:"prot"`  // PROT_*
+	Flags uint32 `json:"flags"` // MAP_PRIVATE, MAP_SHARED, MAP_GROWSDOWN, MAP_ANONYMOUS
+	Kind  string `json:"kind"`
+	// Name is the pathname column of /proc/PID/maps for special mappings
+	// ("[heap]", "[stack]", "[vdso]", ...).
+	Name    string   `json:"name,omitempty"`
+	Path    string   `json:"path,omitempty"`
+	Deleted bool     `json:"deleted,omitempty"`
+	FileID  int      `json:"file_id,omitempty"` // FileBlob holding a deleted file's content
+	Offset  uint64   `json:"offset,omitempty"`  // file offset in bytes
+	Dev     uint64   `json:"dev,omitempty"`
+	Inode   uint64   `json:"inode,omitempty"`
+	VmFlags []string `json:"vmflags,omitempty"`
+	// Pages is the number of pages of this mapping stored in the image
+	// (zero runs of file mappings included).
+	Pages uint64 `json:"pages"`
+}
+
+// Len is the length of the mapping in bytes.
+func (v VMA) Len() uint64 { return v.End - v.Start }
+
+// FD kinds.
+const (
+	FDFile = "file" // regular file
+	FDDir  = "dir"  // directory
+	FDPath = "path" // O_PATH descriptor of anything
+	FDChr  = "chr"  // character device (/dev/null, /dev/zero, /dev/urandom, ...)
+)
+
+// FD is one open file descriptor.
+type FD struct {
+	FD      int    `json:"fd"`
+	Kind    string `json:"kind"`
+	Path    string `json:"path"`
+	Flags   uint32 `json:"flags"` // open flags incl. O_CLOEXEC, as in fdinfo
+	Pos     int64  `json:"pos"`
+	Deleted bool   `json:"deleted,omitempty"`
+	FileID  int    `json:"file_id,omitempty"` // FileBlob of a deleted file
+	Mode    uint32 `json:"mode"`              // st_mode
+	Rdev    uint64 `json:"rdev,omitempty"`
+	// SameAs is the lowest other fd of the same process that shares this
+	// fd's open file description (dup), or -1.
+	SameAs int `json:"same_as"`
+}
+
+// Thread is one task of a process.
+type Thread struct {
+	TID  int    `json:"tid"`
+	Comm string `json:"comm"`
+	// Regs is the raw NT_PRSTATUS regset (struct user_regs_struct, 216 bytes).
+	Regs []byte `json:"regs"`
+	// Xstate is the raw NT_X86_XSTATE regset.
+	Xstate        []byte    `json:"xstate"`
+	Sigmask       uint64    `json:"sigmask"`
+	Pending       []Siginfo `json:"pending,omitempty"`
+	Rseq          *Rseq     `json:"rseq,omitempty"`
+	RobustList    uint64    `json:"robust_list,omitempty"`
+	RobustListLen uint64    `json:"robust_list_len,omitempty"`
+	ClearChildTID uint64    `json:"clear_child_tid,omitempty"`
+	AltStack      AltStack  `json:"altstack"`
+}
+
+// Rseq is a thread's rseq registration.
+type Rseq struct {
+	Addr uint64 `json:"addr"`
+	Size uint32 `json:"size"`
+	Sig  uint32 `json:"sig"`
+}
+
+// AltStack is a thread's sigaltstack.
+type AltStack struct {
+	SP    uint64 `json:"sp"`
+	Flags int32  `json:"flags"`
+	Size  uint64 `json:"size"`
+}
