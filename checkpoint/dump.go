@@ -1,0 +1,229 @@
+// Package checkpoint freezes a live process and writes everything needed to
+// bring it back into an image stream (see package image).
+//
+// The pipeline is: check (read-only, may fail before anything changes) →
+// freeze (PTRACE_SEIZE + PTRACE_INTERRUPT every thread) → collect (registers,
+// signal state, mappings, files; a few side-effect-free injected system
+// calls) → read memory → resume or kill → write. Any failure before the end
+// detaches every thread with its signal mask as it was, so the process runs
+// on exactly as before.
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/mem"
+	"github.com/godwit-dev/godwit/internal/procfs"
+	"github.com/godwit-dev/godwit/internal/ptrace"
+)
+
+// Options tune a dump.
+type Options struct {
+	// LeaveRunning resumes the process after the dump instead of killing it.
+	LeaveRunning bool
+}
+
+// Stats describe a finished dump.
+type Stats struct {
+	FrozenTime time.Duration // from the first thread stopped to the last resumed (or killed)
+	TotalTime  time.Duration
+	Pages      uint64 // pages stored with data
+	ZeroPages  uint64 // zero pages found (stored as zero runs or dropped)
+	ImageBytes int64
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrNoProcess     = fault.ErrNoProcess
+	ErrAlreadyTraced = fault.ErrAlreadyTraced
+	ErrUnsupported   = fault.ErrUnsupported
+	ErrUnreadable    = fault.ErrUnreadable
+)
+
+type dumper struct {
+	pid      int
+	opts     Options
+	meta     image.Meta
+	blobIDs  map[[2]uint64]int
+	blobData [][]byte
+	stats    Stats
+}
+
+// Dump checkpoints process pid into w.
+func Dump(ctx context.Context, pid int, w io.Writer, opts Options) (*Stats, error) {
+	start := time.Now()
+	if pid <= 0 {
+		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", Msg: "pid must be positive"}
+	}
+	d := &dumper{pid: pid, opts: opts, blobIDs: map[[2]uint64]int{}}
+	err := ptrace.Run(func() error { return d.run(ctx, w) })
+	if err != nil {
+		return nil, err
+	}
+	d.stats.TotalTime = time.Since(start)
+	return &d.stats, nil
+}
+
+func (d *dumper) precheck() (*procfs.Status, error) {
+	st, err := procfs.ReadStatus(d.pid)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &fault.Error{Code: fault.CodeNoProcess, Op: "dump", PID: d.pid, Msg: "no such process"}
+		}
+		return nil, &fault.Error{Code: fault.CodePermission, Op: "dump", PID: d.pid, Msg: "read status", Err: err}
+	}
+	if st.Tgid != d.pid {
+		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", PID: d.pid,
+			Msg: "is a thread of process " + strconv.Itoa(st.Tgid), Remedy: "dump the process " + strconv.Itoa(st.Tgid)}
+	}
+	if st.State == 'Z' || st.State == 'X' {
+		return nil, &fault.Error{Code: fault.CodeProcessExited, Op: "dump", PID: d.pid, Msg: "process is a zombie"}
+	}
+	if st.TracerPid != 0 {
+		return nil, &fault.Error{Code: fault.CodeAlreadyTraced, Op: "dump", PID: d.pid,
+			Msg: "already traced by pid " + strconv.Itoa(st.TracerPid), Remedy: "detach the debugger or strace first"}
+	}
+	if kids, err := procfs.Children(d.pid); err == nil && len(kids) > 0 {
+		return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: d.pid,
+			Msg: "process has children (" + strconv.Itoa(kids[0]) + ", ...): process trees are not supported yet"}
+	}
+	return st, nil
+}
+
+func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
+	if _, err := d.precheck(); err != nil {
+		return err
+	}
+	// Everything that can be refused is refused before the process stops.
+	if _, err := d.collectFDs(d.pid); err != nil {
+		return err
+	}
+	if _, err := d.collectVMAs(d.pid); err != nil {
+		return err
+	}
+	d.meta.Files, d.blobData, d.blobIDs = nil, nil, map[[2]uint64]int{}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	f, err := freeze(d.pid)
+	if err != nil {
+		return err
+	}
+	frozenAt := time.Now()
+	resumed := false
+	defer func() {
+		if !resumed {
+			if terr := f.thaw(); terr != nil && err == nil {
+				err = terr
+			}
+		}
+	}()
+
+	m, err := mem.Open(d.pid, false)
+	if err != nil {
+		return &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: d.pid, Err: err}
+	}
+	defer m.Close()
+
+	proc, err := d.collectProcess(f, m)
+	if err != nil {
+		return err
+	}
+	d.meta.Processes = []image.Process{*proc}
+	runs, err := d.readPages(m, d.meta.Processes[0].VMAs)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if r.data != nil {
+			d.stats.Pages += uint64(r.count)
+		}
+	}
+
+	if d.opts.LeaveRunning {
+		// The image is in memory: let the process go before writing it.
+		resumed = true
+		if err := f.thaw(); err != nil {
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "resume", PID: d.pid, Err: err}
+		}
+		d.stats.FrozenTime = time.Since(frozenAt)
+		return d.write(w, runs)
+	}
+	if err := d.write(w, runs); err != nil {
+		return err
+	}
+	resumed = true
+	if err := d.kill(f); err != nil {
+		return err
+	}
+	d.stats.FrozenTime = time.Since(frozenAt)
+	return nil
+}
+
+func (d *dumper) write(w io.Writer, runs []pageRun) error {
+	iw, err := image.NewWriter(w)
+	if err != nil {
+		return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
+	}
+	if err := iw.WriteMeta(&d.meta); err != nil {
+		return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
+	}
+	for i, data := range d.blobData {
+		if err := iw.WriteFileData(d.meta.Files[i].ID, 0, data); err != nil {
+			return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
+		}
+	}
+	for _, r := range runs {
+		if err := iw.WritePages(d.pid, r.addr, r.count, r.data); err != nil {
+			return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
+		}
+	}
+	if err := iw.Close(); err != nil {
+		return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
+	}
+	d.stats.ImageBytes = iw.Written()
+	return nil
+}
+
+// kill ends the dumped process and waits until it has exited.
+func (d *dumper) kill(f *frozen) error {
+	pidfd, err := unix.PidfdOpen(d.pid, 0)
+	if err != nil {
+		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: d.pid, Err: err}
+	}
+	defer unix.Close(pidfd)
+	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
+		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: d.pid, Err: err}
+	}
+	// Collect the traced threads' exits (this passes the leader's exit on to
+	// its real parent), then wait for the process to be gone.
+	for _, tid := range f.tids {
+		ptrace.Wait(tid)
+		delete(f.ready, tid)
+	}
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, 10000); err == unix.EINTR {
+			continue
+		} else if err != nil {
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: d.pid, Err: err}
+		}
+		return nil
+	}
+}
+
+func readComm(pid, tid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/comm")
+	return strings.TrimSuffix(string(b), "\n")
+}

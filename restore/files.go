@@ -1,0 +1,150 @@
+package restore
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/image"
+)
+
+// readFileData reads the FileData records that follow the metadata into
+// ghost files: a deleted file comes back under its old name when that name
+// is free (so that /proc shows the same path), otherwise under a hidden name
+// next to it, and is unlinked again once the process holds it open.
+func (rs *restorer) readFileData() error {
+	rs.ghosts = map[int]string{}
+	files := map[int]*os.File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, b := range rs.meta.Files {
+		path := b.Path
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(b.Mode&0o777)|0o600)
+		if err != nil {
+			var rnd [6]byte
+			rand.Read(rnd[:])
+			path = filepath.Join(filepath.Dir(b.Path), ".godwit-ghost-"+hex.EncodeToString(rnd[:]))
+			f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(b.Mode&0o777)|0o600)
+		}
+		if err != nil {
+			return &fault.Error{Code: fault.CodeRestoreFailed, Op: "restore", Path: b.Path,
+				Msg: "recreate a deleted file", Err: err, Remedy: "its directory must exist and be writable"}
+		}
+		rs.ghostTmp = append(rs.ghostTmp, path)
+		rs.ghosts[b.ID] = path
+		files[b.ID] = f
+	}
+	for {
+		if len(rs.meta.Files) == 0 {
+			return nil
+		}
+		off := rs.ir.Offset()
+		rec, err := rs.peekFileData()
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			break
+		}
+		f := files[rec.FileID]
+		if f == nil {
+			return badImage(&image.FormatError{Offset: off, Type: rec.Type,
+				Err: fmt.Errorf("%w: data for unknown file %d", image.ErrInconsistent, rec.FileID)})
+		}
+		if _, err := f.WriteAt(rec.Data, rec.Offset); err != nil {
+			return rs.fail("write a deleted file's content", err)
+		}
+	}
+	return nil
+}
+
+// peekFileData returns the next FileData record, or nil (keeping the record
+// for writePages) when the next one is something else.
+func (rs *restorer) peekFileData() (*image.Record, error) {
+	rec, err := rs.ir.Next()
+	if err != nil {
+		return nil, badImage(err)
+	}
+	if rec.Type != image.TypeFileData {
+		rs.pending = rec
+		return nil, nil
+	}
+	return rec, nil
+}
+
+func (rs *restorer) removeGhosts() {
+	for _, p := range rs.ghostTmp {
+		os.Remove(p)
+	}
+	rs.ghostTmp = nil
+}
+
+// openFlagsMask keeps the open flags that mean something for a reopen.
+const openFlagsMask = unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_DIRECTORY |
+	unix.O_NOFOLLOW | unix.O_PATH | unix.O_NOATIME | unix.O_DIRECT | unix.O_SYNC | unix.O_DSYNC | unix.O_LARGEFILE
+
+// restoreFiles reopens every descriptor at its number, with its flags and offset.
+func (rs *restorer) restoreFiles() error {
+	// The stub handed down /dev/null as 0, 1 and 2.
+	for fd := 0; fd < 3; fd++ {
+		rs.call(unix.SYS_CLOSE, uint64(fd))
+	}
+	for _, f := range rs.proc.FDs {
+		if err := rs.restoreFD(f); err != nil {
+			return (&fault.Error{Code: fault.CodeRestoreFailed, Op: "restore", PID: rs.proc.PID, Path: f.Path,
+				Msg: "reopen " + f.Kind, Err: err}).WithFD(f.FD)
+		}
+	}
+	return nil
+}
+
+func (rs *restorer) restoreFD(f image.FD) error {
+	cloexec := uint64(0)
+	if f.Flags&unix.O_CLOEXEC != 0 {
+		cloexec = unix.O_CLOEXEC
+	}
+	if f.SameAs >= 0 {
+		_, err := rs.call(unix.SYS_DUP3, uint64(f.SameAs), uint64(f.FD), cloexec)
+		return err
+	}
+	path := f.Path
+	if f.Deleted {
+		path = rs.ghosts[f.FileID]
+	}
+	p, err := rs.putString(0, path)
+	if err != nil {
+		return err
+	}
+	flags := uint64(f.Flags&openFlagsMask) | unix.O_CLOEXEC
+	got, err := rs.call(unix.SYS_OPENAT, atFDCWD, p, flags, 0)
+	if err != nil {
+		return err
+	}
+	if int(got) != f.FD {
+		if _, err := rs.call(unix.SYS_DUP3, got, uint64(f.FD), cloexec); err != nil {
+			return err
+		}
+		rs.call(unix.SYS_CLOSE, got)
+	} else if cloexec == 0 {
+		if _, err := rs.call(unix.SYS_FCNTL, got, unix.F_SETFD, 0); err != nil {
+			return err
+		}
+	}
+	if f.Kind == image.FDFile || (f.Kind == image.FDDir && f.Pos != 0) {
+		if _, err := rs.call(unix.SYS_LSEEK, uint64(f.FD), uint64(f.Pos), 0); err != nil {
+			if f.Kind == image.FDFile {
+				return fmt.Errorf("seek to %d: %w", f.Pos, err)
+			}
+			rs.warn("fd %d: directory offset not restored: %v", f.FD, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+// Package restore recreates a checkpointed process from an image stream.
+//
+// Restore is driven entirely from outside by ptrace. godwit starts a stub (a
+// tiny static program that only waits), and injects into it a clone3 with
+// set_tid, so that the new process gets its original PID from its real
+// parent. Into that child it then injects the system calls that rebuild the
+// process: a one-page trampoline, the removal of the stub's own mappings,
+// the move of [vdso], every mapping of the image, the pages, mm fields,
+// files, signal state, timers, threads (clone3 with set_tid again) and
+// credentials. Last, the stub is killed so that the process is reparented
+// like a daemon, every thread gets its registers back, and all are released.
+//
+// On any failure every task created is killed and every PID freed: nothing
+// half-restored keeps running.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/procfs"
+	"github.com/godwit-dev/godwit/internal/ptrace"
+)
+
+// Options tune a restore.
+type Options struct {
+	// PIDWait bounds how long a restore waits for a zombie that still holds
+	// a PID of the image to be reaped. Zero means 5 seconds.
+	PIDWait time.Duration
+}
+
+// Result describes a restored process.
+type Result struct {
+	PID      int
+	Duration time.Duration
+	// Warnings are things that could not be restored exactly (for example a
+	// resource limit higher than the caller's own).
+	Warnings []string
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrPIDInUse = fault.ErrPIDInUse
+	ErrBadImage = fault.ErrBadImage
+)
+
+// Restore reads an image from r and recreates its process tree.
+func Restore(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
+	start := time.Now()
+	if opts.PIDWait == 0 {
+		opts.PIDWait = 5 * time.Second
+	}
+	ir, err := image.NewReader(r)
+	if err != nil {
+		return nil, badImage(err)
+	}
+	meta, err := ir.ReadMeta()
+	if err != nil {
+		return nil, badImage(err)
+	}
+	if err := meta.Validate(); err != nil {
+		return nil, badImage(&image.FormatError{Offset: 16, Record: 0, Type: image.TypeMeta, Err: err})
+	}
+	if len(meta.Processes) != 1 {
+		return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "restore",
+			Msg: fmt.Sprintf("image holds %d processes: process trees are not supported yet", len(meta.Processes))}
+	}
+	res := &Result{PID: meta.Root}
+	if err := waitPIDsFree(ctx, meta, opts.PIDWait); err != nil {
+		return nil, err
+	}
+	rs := &restorer{meta: meta, ir: ir, res: res, proc: &meta.Processes[0]}
+	err = ptrace.Run(func() error { return rs.run(ctx) })
+	rs.removeGhosts()
+	if err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func badImage(err error) error {
+	var fe *image.FormatError
+	off := int64(0)
+	if errors.As(err, &fe) {
+		off = fe.Offset
+	}
+	return &fault.Error{Code: fault.CodeBadImage, Op: "read image", Offset: off, Err: err,
+		Remedy: "the image is damaged or was not written by godwit; take a new checkpoint"}
+}
+
+// waitPIDsFree checks that no PID or TID of the image is in use. A zombie
+// holding one is waited for (an init may reap late), up to the bound.
+func waitPIDsFree(ctx context.Context, meta *image.Meta, bound time.Duration) error {
+	deadline := time.Now().Add(bound)
+	delay := time.Millisecond
+	for _, p := range meta.Processes {
+		for _, t := range p.Threads {
+			for {
+				st, err := procfs.ReadStatus(t.TID)
+				if errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				zombie := err == nil && (st.State == 'Z' || st.State == 'X')
+				if !zombie || time.Now().After(deadline) {
+					who := ""
+					if err == nil {
+						who = fmt.Sprintf(" by %q (pid %d)", st.Name, st.Tgid)
+					}
+					return &fault.Error{Code: fault.CodePIDInUse, Op: "restore", PID: p.PID, TID: t.TID,
+						Msg:    "pid " + strconv.Itoa(t.TID) + " is in use" + who,
+						Remedy: "stop the process that holds it, or restore in a new PID namespace"}
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(delay):
+				}
+				delay = min(delay*2, 50*time.Millisecond)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+package restore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/mem"
+	"github.com/godwit-dev/godwit/internal/ptrace"
+	"github.com/godwit-dev/godwit/internal/stub"
+)
+
+// restorer holds the state of one restore. All its methods run on the
+// tracer thread (inside ptrace.Run).
+type restorer struct {
+	meta *image.Meta
+	ir   *image.Reader
+	res  *Result
+	proc *image.Process
+
+	stubProc *os.Process
+	stubPID  int
+	pid      int // the restored process, once created
+	threads  []int
+	mem      *mem.Process
+
+	tramp     uint64 // trampoline page: `syscall; int3` then scratch data
+	inj       map[int]*ptrace.Injector
+	ghosts    map[int]string // file blob id -> path of its ghost file
+	ghostTmp  []string       // ghost files to unlink at the end
+	targetFDs map[string]int // files opened in the target for mappings
+	pending   *image.Record  // a record read ahead
+}
+
+// Layout of the trampoline page.
+const (
+	trampSize    = mem.PageSize
+	scratchOff   = 64
+	scratchLimit = trampSize - scratchOff
+)
+
+func (rs *restorer) fail(msg string, err error) error {
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	return &fault.Error{Code: fault.CodeRestoreFailed, Op: "restore", PID: rs.proc.PID, Msg: msg, Err: err}
+}
+
+func (rs *restorer) warn(format string, args ...any) {
+	rs.res.Warnings = append(rs.res.Warnings, fmt.Sprintf(format, args...))
+}
+
+func (rs *restorer) run(ctx context.Context) (err error) {
+	rs.inj = map[int]*ptrace.Injector{}
+	defer func() {
+		if err != nil {
+			rs.abort()
+		}
+	}()
+	if err := rs.readFileData(); err != nil {
+		return err
+	}
+	if err := rs.startStub(); err != nil {
+		return err
+	}
+	if err := rs.forkTarget(); err != nil {
+		return err
+	}
+	if err := rs.buildAddressSpace(); err != nil {
+		return err
+	}
+	if err := rs.writePages(ctx); err != nil {
+		return err
+	}
+	if err := rs.restoreMM(); err != nil {
+		return err
+	}
+	if err := rs.restoreFiles(); err != nil {
+		return err
+	}
+	if err := rs.restoreProcessState(); err != nil {
+		return err
+	}
+	if err := rs.createThreads(); err != nil {
+		return err
+	}
+	if err := rs.restoreThreadState(); err != nil {
+		return err
+	}
+	if err := rs.restoreCreds(); err != nil {
+		return err
+	}
+	if err := rs.releaseStub(); err != nil {
+		return err
+	}
+	return rs.resume()
+}
+
+// startStub starts the stub, seizes it and blocks its signals (the child
+// inherits the mask, so nothing reaches the process before it is whole).
+func (rs *restorer) startStub() error {
+	p, err := stub.Start(&syscall.SysProcAttr{Setsid: true})
+	if err != nil {
+		return rs.fail("start the stub", err)
+	}
+	rs.stubProc, rs.stubPID = p, p.Pid
+	if err := ptrace.Seize(p.Pid, ptrace.OptsRestore); err != nil {
+		return rs.fail("seize the stub", err)
+	}
+	if err := ptrace.Interrupt(p.Pid); err != nil {
+		return rs.fail("stop the stub", err)
+	}
+	if _, err := ptrace.WaitStopped(p.Pid); err != nil {
+		return rs.fail("stop the stub", err)
+	}
+	if err := ptrace.SetSigmask(p.Pid, ^uint64(0)); err != nil {
+		return rs.fail("block the stub's signals", err)
+	}
+	return nil
+}
+
+// forkTarget makes the stub fork the process with its original PID.
+func (rs *restorer) forkTarget() error {
+	regs, err := ptrace.GetRegs(rs.stubPID)
+	if err != nil {
+		return rs.fail("read the stub's registers", err)
+	}
+	// clone_args and the set_tid array go on the stub's stack, well below rsp.
+	args := (regs.Rsp - 4096) &^ 15
+	buf := cloneArgs(0, uint64(unix.SIGCHLD), args+128)
+	tid := make([]byte, 4)
+	binary.LittleEndian.PutUint32(tid, uint32(rs.proc.PID))
+	sm, err := mem.Open(rs.stubPID, true)
+	if err != nil {
+		return rs.fail("open the stub's memory", err)
+	}
+	defer sm.Close()
+	if err := sm.Write(args, buf); err != nil {
+		return rs.fail("write clone3 arguments", err)
+	}
+	if err := sm.Write(args+128, tid); err != nil {
+		return rs.fail("write clone3 arguments", err)
+	}
+	in := &ptrace.Injector{TID: rs.stubPID, IP: stub.SyscallAddr}
+	child, err := in.Syscall(unix.SYS_CLONE3, args, uint64(len(buf)))
+	if err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return &fault.Error{Code: fault.CodePIDInUse, Op: "restore", PID: rs.proc.PID,
+				Msg: "pid is in use", Err: err, Remedy: "stop the process that holds it, or restore in a new PID namespace"}
+		}
+		if errors.Is(err, unix.EPERM) {
+			return &fault.Error{Code: fault.CodePermission, Op: "restore", PID: rs.proc.PID,
+				Msg: "clone3 with set_tid", Err: err, Remedy: "restoring a PID needs CAP_CHECKPOINT_RESTORE (run as root)"}
+		}
+		return rs.fail("clone3 with set_tid", err)
+	}
+	if int(child) != rs.proc.PID {
+		return rs.fail(fmt.Sprintf("clone3 gave pid %d", child), nil)
+	}
+	rs.pid = int(child)
+	rs.threads = []int{rs.pid}
+	if _, err := ptrace.WaitStopped(rs.pid); err != nil {
+		rs.pid = 0
+		return rs.fail("wait for the new process", err)
+	}
+	if rs.mem, err = mem.Open(rs.pid, true); err != nil {
+		return rs.fail("open the new process's memory", err)
+	}
+	return nil
+}
+
+// cloneArgs encodes struct clone_args with one set_tid entry at setTID.
+func cloneArgs(flags, exitSignal, setTID uint64) []byte {
+	b := make([]byte, 88)
+	binary.LittleEndian.PutUint64(b[0:], flags)
+	binary.LittleEndian.PutUint64(b[32:], exitSignal)
+	binary.LittleEndian.PutUint64(b[64:], setTID)
+	binary.LittleEndian.PutUint64(b[72:], 1)
+	return b
+}
+
+func (rs *restorer) injector(tid int) *ptrace.Injector {
+	in := rs.inj[tid]
+	if in == nil {
+		in = &ptrace.Injector{TID: tid, IP: rs.tramp}
+		rs.inj[tid] = in
+	}
+	return in
+}
+
+// call injects a system call into the leader through the trampoline.
+func (rs *restorer) call(nr uintptr, args ...uint64) (uint64, error) {
+	return rs.injector(rs.pid).Syscall(nr, args...)
+}
+
+// put writes data into the scratch area at off and returns its address.
+func (rs *restorer) put(off int, data []byte) (uint64, error) {
+	if off+len(data) > scratchLimit {
+		return 0, fmt.Errorf("scratch overflow (%d bytes)", off+len(data))
+	}
+	addr := rs.tramp + scratchOff + uint64(off)
+	return addr, rs.mem.Write(addr, data)
+}
+
+// putString writes a NUL-terminated string into the scratch area.
+func (rs *restorer) putString(off int, s string) (uint64, error) {
+	if len(s)+1 > scratchLimit-off {
+		return 0, fmt.Errorf("path too long (%d bytes)", len(s))
+	}
+	return rs.put(off, append([]byte(s), 0))
+}
+
+// abort kills everything created so far and reaps it.
+func (rs *restorer) abort() {
+	if rs.mem != nil {
+		rs.mem.Close()
+		rs.mem = nil
+	}
+	if rs.pid != 0 {
+		unix.Kill(rs.pid, unix.SIGKILL)
+		for _, tid := range rs.threads {
+			for {
+				ws, err := ptrace.Wait(tid)
+				if err != nil || ws.Exited() || ws.Signaled() {
+					break
+				}
+			}
+		}
+	}
+	if rs.stubProc != nil {
+		rs.stubProc.Kill()
+		for {
+			ws, err := ptrace.Wait(rs.stubPID)
+			if err != nil || ws.Exited() || ws.Signaled() {
+				break
+			}
+		}
+		rs.stubProc.Release()
+		rs.stubProc = nil
+	}
+}
+
+// releaseStub kills the stub: the process is reparented to the nearest
+// subreaper (or init), as a daemon would be.
+func (rs *restorer) releaseStub() error {
+	if err := rs.stubProc.Kill(); err != nil {
+		return rs.fail("kill the stub", err)
+	}
+	for {
+		ws, err := ptrace.Wait(rs.stubPID)
+		if err != nil {
+			return rs.fail("reap the stub", err)
+		}
+		if ws.Exited() || ws.Signaled() {
+			break
+		}
+	}
+	rs.stubProc.Release()
+	rs.stubProc = nil
+	return nil
+}
