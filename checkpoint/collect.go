@@ -164,16 +164,13 @@ func (d *dumper) ask(a *asker, p *image.Process) error {
 		return d.fail(p.PID, "read POSIX timers", err)
 	}
 	for _, t := range timers {
-		pt := image.PosixTimer{ID: t.ID, Clock: t.ClockID, Signal: t.Signal, Value: t.SigevValue, NotifyTID: t.NotifyTID}
-		switch t.Notify {
-		case "signal":
-			pt.Notify = sigevSignal
-		case "thread":
-			pt.Notify = sigevThreadID
-		case "none":
-			pt.Notify = sigevNone
-		default:
-			return &fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: p.PID, Msg: "POSIX timer notify " + t.Notify}
+		pt := image.PosixTimer{ID: t.ID, Clock: t.ClockID, Signal: t.Signal, Value: t.SigevValue}
+		if t.ToThread {
+			pt.NotifyTID = t.NotifyTID
+		}
+		pt.Notify = t.SigevNotify()
+		if pt.Notify&^sigevThreadID != sigevSignal && pt.Notify != sigevNone {
+			return &fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: p.PID, Msg: "POSIX timer with notify " + t.Notify}
 		}
 		if pt.IntervalNs, pt.RemainingNs, pt.Overrun, err = a.timer(t.ID); err != nil {
 			return d.fail(p.PID, "read POSIX timer", err)

@@ -208,8 +208,15 @@ func (d *dumper) kill(f *frozen) error {
 	}
 	// Collect the traced threads' exits (this passes the leader's exit on to
 	// its real parent), then wait for the process to be gone.
-	for _, tid := range f.tids {
-		ptrace.Wait(tid)
+	// Other threads first: a traced leader is only reported once they are gone.
+	for i := len(f.tids) - 1; i >= 0; i-- {
+		tid := f.tids[i]
+		for {
+			ws, err := ptrace.Wait(tid)
+			if err != nil || ws.Exited() || ws.Signaled() {
+				break
+			}
+		}
 		delete(f.ready, tid)
 	}
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}

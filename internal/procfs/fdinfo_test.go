@@ -26,7 +26,7 @@ func TestParseFDInfoKinds(t *testing.T) {
 	cases := map[string]*FDInfo{
 		"stdin.txt": {Flags: 0o100000, MntID: 23, Ino: 3},
 		"eventfd.txt": {Flags: 0o2004002, MntID: 17, Ino: 1038, Lines: []string{
-			"eventfd-count:                7", "eventfd-id: 2", "eventfd-semaphore: 0"}},
+			"eventfd-count:                7", "eventfd-id: 1", "eventfd-semaphore: 0"}},
 		"timerfd.txt": {Flags: 0o2000002, MntID: 17, Ino: 1038, Lines: []string{
 			"clockid: 1", "ticks: 0", "settime flags: 00", "it_value: (99, 423387984)", "it_interval: (3, 500)"}},
 		"signalfd.txt": {Flags: 0o4002, MntID: 17, Ino: 1038, Lines: []string{"sigmask:\t0000000000010800"}},
@@ -100,7 +100,7 @@ func TestReadFDInfoSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Pos != 7 || fi.Flags&0o3 != os.O_RDONLY || fi.MntID == 0 || fi.Ino == 0 {
+	if fi.Pos != 7 || fi.Flags&0o3 != uint32(os.O_RDONLY) || fi.MntID == 0 || fi.Ino == 0 {
 		t.Errorf("unexpected %+v (file %v)", fi, st.Sys())
 	}
 	fds, err := FDs(os.Getpid())

@@ -87,9 +87,9 @@ func TestParseLimitsMalformed(t *testing.T) {
 		{"empty line", hdr + "\n", "limits line 2: want name, soft limit, hard limit and unit", 2},
 		{"no name", hdr + "1 2 bytes\n", "limits line 2: want name", 2},
 		{"one value", hdr + "Max cpu time 5 seconds\n", `limits line 2: bad soft limit "time"`, 2},
-		{"bad hard", hdr + "Max cpu time 5 infinite seconds\n", `limits line 2: bad soft limit "5"`, 2},
+		{"bad hard", hdr + "Max cpu time 5 infinite seconds\n", `limits line 2: bad hard limit "infinite"`, 2},
 		{"overflow", hdr + "Max cpu time 18446744073709551616 1 seconds\n", "value out of range", 2},
-		{"header later", hdr + "Max cpu time 1 2 seconds\n" + hdr, `limits line 3: bad soft limit "Limit"`, 3},
+		{"header later", hdr + "Max cpu time 1 2 seconds\n" + hdr, `limits line 3: bad soft limit "Hard"`, 3},
 		{"negative", "Max cpu time -1 2 seconds\n", `limits line 1: bad soft limit "-1"`, 1},
 	}
 	checkBad(t, cases, func(r *bytes.Reader) error {

@@ -225,12 +225,12 @@ func TestParseSmapsCFixture(t *testing.T) {
 				start, m.VmFlags, m.Rss, m.Anonymous, m.Swap, flags, rss, anon)
 		}
 	}
-	check(0x5570a7e24000, []string{"rd", "wr", "mr", "mw", "me", "ac"}, 8192, 8192)                     // [heap]
-	check(0x7fc06baec000, []string{"rd", "wr", "mr", "mw", "me", "dc", "ac", "dd"}, 4096, 4096)         // MADV_DONTFORK+DONTDUMP
-	check(0x7fc06bbee000, []string{"rd", "wr", "mr", "mw", "me", "gd", "lo", "ac"}, 4096, 4096)         // MAP_LOCKED|MAP_GROWSDOWN
-	check(0x7fc06bbf2000, []string{"rd", "wr", "sh", "mr", "mw", "me", "ms"}, 0, 0)                     // SysV shm
-	check(0x7fc06c41d000, []string{"rd", "ex", "mr", "mw", "me"}, 1100*1024, 0)                         // libc text
-	check(0x7fc06c5e4000, []string{"rd", "mr", "pf", "io", "de", "dd"}, 0, 0)                           // [vvar]
+	check(0x5570a7e24000, []string{"rd", "wr", "mr", "mw", "me", "ac"}, 8192, 8192)             // [heap]
+	check(0x7fc06baec000, []string{"rd", "wr", "mr", "mw", "me", "dc", "ac", "dd"}, 4096, 4096) // MADV_DONTFORK+DONTDUMP
+	check(0x7fc06bbee000, []string{"rd", "wr", "mr", "mw", "me", "gd", "lo", "ac"}, 4096, 4096) // MAP_LOCKED|MAP_GROWSDOWN
+	check(0x7fc06bbf2000, []string{"rd", "wr", "sh", "mr", "mw", "me", "ms"}, 0, 0)             // SysV shm
+	check(0x7fc06c41d000, []string{"rd", "ex", "mr", "mw", "me"}, 1100*1024, 0)                 // libc text
+	check(0x7fc06c5e4000, []string{"rd", "mr", "pf", "io", "de", "dd"}, 0, 0)                   // [vvar]
 	m := byStart(t, maps, 0x7fc06bbee000)
 	if !m.HasFlag("lo") || m.HasFlag("l") || m.HasFlag("") {
 		t.Errorf("HasFlag wrong for %q", m.VmFlags)
@@ -264,7 +264,7 @@ func TestParseSmapsEdgeCases(t *testing.T) {
 func TestParseSmapsMalformed(t *testing.T) {
 	cases := append([]badCase{
 		{"field first", "Rss: 4 kB\n", `smaps line 1: field "Rss" before the first mapping`, 1},
-		{"no unit", goodMapsLine + "Rss: 4\n", `smaps line 2: bad Rss value " 4"`, 2},
+		{"no unit", goodMapsLine + "Rss: 4\n", `smaps line 2: bad Rss value "4": want "N kB"`, 2},
 		{"wrong unit", goodMapsLine + "Swap: 4 MB\n", `smaps line 2: bad Swap value`, 2},
 		{"bad number", goodMapsLine + "Anonymous: x kB\n", `smaps line 2: bad Anonymous "x"`, 2},
 		{"overflow", goodMapsLine + "Rss: 18014398509481984 kB\n", "too large", 2},

@@ -49,7 +49,9 @@ func TestParseStatSpecial(t *testing.T) {
 		check func(*Stat) bool
 	}{
 		{"comm-newline.txt", func(s *Stat) bool { return s.Comm == "nl\nbs\\ x)" && s.State == 'S' && s.ExitSignal == 17 }},
-		{"zombie.txt", func(s *Stat) bool { return s.Comm == "zombie)" && s.State == 'Z' && s.ExitCode == 3<<8 && s.StartCode == 0 }},
+		{"zombie.txt", func(s *Stat) bool {
+			return s.Comm == "zombie)" && s.State == 'Z' && s.ExitCode == 3<<8 && s.StartCode == 0
+		}},
 		{"python3-thread.txt", func(s *Stat) bool { return s.Comm == "thr) 0" && s.ExitSignal == -1 && s.NumThreads == 4 }},
 		{"kthreadd.txt", func(s *Stat) bool { return s.PID == 2 && s.Comm == "kthreadd" && s.PPID == 0 && s.StartCode == 0 }},
 		{"c-fixture-thread.txt", func(s *Stat) bool { return s.Comm == "worker (1)" && s.ExitSignal == -1 }},

@@ -3,8 +3,10 @@ package stub
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,11 +19,15 @@ var memfd struct {
 
 // Start runs the stub from a memfd with stdin, stdout and stderr on
 // /dev/null and an empty environment. attr, when not nil, is passed to the
-// child as its SysProcAttr (e.g. Setsid, Pdeathsig, Cloneflags). The started
-// process is in pause(2) once it has run its first instruction.
+// child as its SysProcAttr (e.g. Setsid, Pdeathsig, Cloneflags). Start
+// returns once the stub sits in pause(2): its memory is then complete (when
+// os.StartProcess returns, the kernel may still be mapping the new image).
 //
 // The memfd is created once per godwit process and kept open (close-on-exec,
-// sealed); the stub is exec'd through /proc/<godwit's pid>/fd/<n>.
+// sealed). The child execs it through /proc/self/fd/<n>, its own inherited
+// copy: a child in a new user namespace may not follow /proc/<godwit's
+// pid>/fd/<n> (EACCES), and /proc/self resolves in the proc mount's PID
+// namespace, so it also works with CLONE_NEWPID.
 func Start(attr *syscall.SysProcAttr) (*os.Process, error) {
 	f, err := imageFile()
 	if err != nil {
@@ -32,7 +38,7 @@ func Start(attr *syscall.SysProcAttr) (*os.Process, error) {
 		return nil, fmt.Errorf("stub: open %s: %w", os.DevNull, err)
 	}
 	defer null.Close()
-	path := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
+	path := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 	p, err := os.StartProcess(path, []string{"godwit-stub"}, &os.ProcAttr{
 		Env:   []string{},
 		Files: []*os.File{null, null, null},
@@ -41,7 +47,35 @@ func Start(attr *syscall.SysProcAttr) (*os.Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stub: start: %w", err)
 	}
+	if err := waitPaused(p.Pid); err != nil {
+		p.Kill()
+		p.Wait()
+		return nil, err
+	}
 	return p, nil
+}
+
+// readyTimeout bounds the wait for a new stub to reach pause(2).
+const readyTimeout = 5 * time.Second
+
+// waitPaused waits until /proc/PID/syscall shows the stub blocked in
+// pause(2) (system call 34).
+func waitPaused(pid int) error {
+	path := fmt.Sprintf("/proc/%d/syscall", pid)
+	deadline := time.Now().Add(readyTimeout)
+	for delay := 10 * time.Microsecond; ; delay = min(2*delay, time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("stub %d: %w", pid, err)
+		}
+		if strings.HasPrefix(string(b), "34 ") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stub %d: not in pause after %v: %s is %q", pid, readyTimeout, path, strings.TrimSpace(string(b)))
+		}
+		time.Sleep(delay)
+	}
 }
 
 func imageFile() (*os.File, error) {

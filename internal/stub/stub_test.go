@@ -3,6 +3,7 @@ package stub
 import (
 	"bytes"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -120,5 +121,29 @@ func waitState(t *testing.T, pid int, want byte) {
 			t.Fatalf("pid %d: state never became %c: %s", pid, want, s)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestStartInNewNamespaces(t *testing.T) {
+	p, err := Start(&syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
+		Pdeathsig:   syscall.SIGKILL,
+	})
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOSPC) {
+		t.Skipf("no unprivileged user namespaces here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("start stub in new user and PID namespaces: %v", err)
+	}
+	defer func() { p.Kill(); p.Wait() }()
+	waitState(t, p.Pid, 'S')
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), fmt.Sprintf("NSpid:\t%d\t1\n", p.Pid)) {
+		t.Fatalf("stub is not pid 1 of a new PID namespace:\n%s", status)
 	}
 }
