@@ -106,16 +106,10 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 		if rs, err := ptrace.GetRseq(tid); err == nil && rs.Addr != 0 {
 			t.Rseq = &image.Rseq{Addr: rs.Addr, Size: rs.Size, Sig: rs.Sig}
 		}
-		if t.Pending, err = siginfos(tid, false); err != nil {
-			return nil, d.fail(tid, "read pending signals", err)
-		}
 		if head, n, err := robustList(tid); err == nil {
 			t.RobustList, t.RobustListLen = head, n
 		}
 		p.Threads = append(p.Threads, t)
-	}
-	if p.Pending, err = siginfos(pid, true); err != nil {
-		return nil, d.fail(pid, "read pending signals", err)
 	}
 
 	// What only the process itself can tell: ask it, by injected calls.
@@ -124,6 +118,18 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 		return nil, d.fail(0, "find a syscall instruction", err)
 	}
 	a := &asker{pid: pid, mem: m, ip: ip, inj: map[int]*ptrace.Injector{}}
+	// Block every signal while calls are injected, so that none is dequeued
+	// by the steps; the masks go back right after (and in thaw).
+	for _, tid := range f.tids {
+		if err := ptrace.SetSigmask(tid, ^uint64(0)); err != nil {
+			return nil, d.fail(tid, "block signals", err)
+		}
+	}
+	defer func() {
+		for _, tid := range f.tids {
+			ptrace.SetSigmask(tid, f.masks[tid])
+		}
+	}()
 	if err := a.mapScratch(); err != nil {
 		return nil, d.fail(pid, "prepare", err)
 	}
@@ -131,8 +137,20 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	if err := d.ask(a, p); err != nil {
 		return nil, err
 	}
+	if err := a.requeue(); err != nil {
+		return nil, d.fail(pid, "queue signals again", err)
+	}
 	if err := a.close(); err != nil {
 		return nil, d.fail(pid, "unmap the scratch page", err)
+	}
+	// Pending signals last: those that arrived while godwit asked are in.
+	for i := range p.Threads {
+		if p.Threads[i].Pending, err = siginfos(p.Threads[i].TID, false); err != nil {
+			return nil, d.fail(p.Threads[i].TID, "read pending signals", err)
+		}
+	}
+	if p.Pending, err = siginfos(pid, true); err != nil {
+		return nil, d.fail(pid, "read pending signals", err)
 	}
 	return p, nil
 }

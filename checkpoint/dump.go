@@ -130,7 +130,7 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 		}
 	}()
 
-	m, err := mem.Open(d.pid, false)
+	m, err := mem.Open(d.pid, true)
 	if err != nil {
 		return &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: d.pid, Err: err}
 	}

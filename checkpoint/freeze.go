@@ -78,8 +78,9 @@ func freeze(pid int) (*frozen, error) {
 	return f, nil
 }
 
-// waitInterrupt waits for the interrupt stop of tid, then blocks all its
-// signals so that nothing is dequeued (and lost) while godwit works on it.
+// waitInterrupt waits for the interrupt stop of tid and records its signal
+// mask. Nothing about the thread is changed, so if godwit dies from here on
+// the kernel detaches it and it runs on exactly as before.
 func (f *frozen) waitInterrupt(tid int) error {
 	ws, err := ptrace.Wait(tid)
 	if err != nil || !ws.Stopped() {
@@ -94,17 +95,14 @@ func (f *frozen) waitInterrupt(tid int) error {
 		ptrace.Detach(tid, 0)
 		return &fault.Error{Code: fault.CodeDumpFailed, Op: "freeze", PID: f.pid, TID: tid, Msg: "PTRACE_GETSIGMASK", Err: err}
 	}
-	if err := ptrace.SetSigmask(tid, ^uint64(0)); err != nil {
-		ptrace.Detach(tid, 0)
-		return &fault.Error{Code: fault.CodeDumpFailed, Op: "freeze", PID: f.pid, TID: tid, Msg: "PTRACE_SETSIGMASK", Err: err}
-	}
 	f.masks[tid] = mask
 	f.ready[tid] = true
 	return nil
 }
 
-// thaw puts every thread's signal mask back and detaches it: the process runs
-// on exactly as before.
+// thaw puts every thread's signal mask back (it is only changed while
+// godwit injects calls) and detaches it: the process runs on exactly as
+// before.
 func (f *frozen) thaw() error {
 	var first error
 	for tid := range f.ready {

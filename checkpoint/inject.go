@@ -188,3 +188,23 @@ func (a *asker) tidAddress(tid int) (uint64, error) {
 	}
 	return a.u64(0)
 }
+
+// requeue queues again, in the thread that took it, every signal that a
+// thread dequeued while being stepped (rt_tgsigqueueinfo to oneself keeps
+// the original siginfo).
+func (a *asker) requeue() error {
+	for tid, in := range a.inj {
+		for len(in.Deferred) > 0 {
+			si := in.Deferred[0]
+			in.Deferred = in.Deferred[1:]
+			if err := a.mem.Write(a.scratch, si); err != nil {
+				return err
+			}
+			sig := binary.LittleEndian.Uint32(si)
+			if _, err := a.call(tid, unix.SYS_RT_TGSIGQUEUEINFO, uint64(a.pid), uint64(tid), uint64(sig), a.scratch); err != nil {
+				return fmt.Errorf("tid %d: queue signal %d again: %w", tid, sig, err)
+			}
+		}
+	}
+	return nil
+}

@@ -70,6 +70,11 @@ func (rs *restorer) restoreProcessState() error {
 		if t.ValueUsec == 0 && t.IntervalUsec == 0 {
 			continue
 		}
+		if t.ValueUsec == 0 {
+			// Expired with its signal still pending: the kernel re-arms an
+			// interval timer when that signal is delivered. Arm it now.
+			t.ValueUsec = t.IntervalUsec
+		}
 		a, _ := rs.put(0, le64(uint64(t.IntervalUsec/1e6), uint64(t.IntervalUsec%1e6), uint64(t.ValueUsec/1e6), uint64(t.ValueUsec%1e6)))
 		if _, err := rs.call(unix.SYS_SETITIMER, uint64(which), a, 0); err != nil {
 			return rs.fail("setitimer", err)

@@ -20,6 +20,10 @@ type Injector struct {
 	// LastEvent is the last ptrace event (PTRACE_EVENT_FORK, ...) seen
 	// during a call.
 	LastEvent int
+	// Deferred holds the raw siginfo of signals the task dequeued while it
+	// was being stepped. They were not delivered: the caller must queue them
+	// again (see Requeue) before letting the task go.
+	Deferred [][]byte
 }
 
 // SyscallError is an injected system call that returned an error.
@@ -91,8 +95,13 @@ func (in *Injector) call(base Regs, nr uintptr, args []uint64) (uint64, error) {
 			}
 			return ret, nil
 		}
-		// Another stop came first (a group-stop or event stop): the syscall has
-		// not run yet; set the registers again and step once more.
+		// Another stop came first: the syscall has not run yet. A signal
+		// dequeued on the way is kept for later instead of being lost.
+		if sig := ws.StopSignal(); sig != unix.SIGTRAP && ws.TrapCause() <= 0 {
+			if si, err := GetSiginfo(in.TID); err == nil {
+				in.Deferred = append(in.Deferred, si)
+			}
+		}
 		if attempt > 8 {
 			return 0, fmt.Errorf("tid %d: injected syscall %d did not complete (stop %#x at %#x)",
 				in.TID, nr, uint32(ws), out.Rip)

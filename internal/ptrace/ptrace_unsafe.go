@@ -222,3 +222,10 @@ func ptrace(req int, tid int, addr, data uintptr) error {
 	}
 	return nil
 }
+
+// GetSiginfo returns the raw siginfo of the signal tid is stopped for.
+func GetSiginfo(tid int) ([]byte, error) {
+	buf := make([]byte, 128)
+	err := ptrace(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(&buf[0])))
+	return buf, err
+}
