@@ -64,7 +64,7 @@ type Error struct {
 	HasFD  bool   `json:"-"`
 	Addr   uint64 `json:"addr,omitempty"`
 	Path   string `json:"path,omitempty"`
-	Offset int64  `json:"offset,omitempty"` // offset in an image stream
+	Offset int64  `json:"offset,omitempty"` // offset in an image stream (the cause's text says it too)
 	Remedy string `json:"remedy,omitempty"` // what the user can do about it
 	Err    error  `json:"-"`
 }
@@ -89,9 +89,6 @@ func (e *Error) Error() string {
 	}
 	if e.Path != "" {
 		ids = append(ids, fmt.Sprintf("%q", e.Path))
-	}
-	if e.Offset != 0 {
-		ids = append(ids, fmt.Sprintf("image offset %d", e.Offset))
 	}
 	if len(ids) > 0 {
 		if b.Len() > 0 {

@@ -92,7 +92,7 @@ func badImage(err error) error {
 	if errors.As(err, &fe) {
 		off = fe.Offset
 	}
-	return &fault.Error{Code: fault.CodeBadImage, Op: "read image", Offset: off, Err: err,
+	return &fault.Error{Code: fault.CodeBadImage, Op: "restore", Msg: "damaged image", Offset: off, Err: err,
 		Remedy: "the image is damaged or was not written by godwit; take a new checkpoint"}
 }
 

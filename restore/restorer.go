@@ -218,7 +218,8 @@ func (rs *restorer) putString(off int, s string) (uint64, error) {
 	return rs.put(off, append([]byte(s), 0))
 }
 
-// abort kills everything created so far and reaps it.
+// abort kills everything created so far and reaps it, so that no PID of the
+// image stays taken, not even by a zombie.
 func (rs *restorer) abort() {
 	if rs.mem != nil {
 		rs.mem.Close()
@@ -226,14 +227,22 @@ func (rs *restorer) abort() {
 	}
 	if rs.pid != 0 {
 		unix.Kill(rs.pid, unix.SIGKILL)
-		for _, tid := range rs.threads {
+		// Threads first: a traced leader is only reported once they are gone.
+		for i := len(rs.threads) - 1; i >= 0; i-- {
 			for {
-				ws, err := ptrace.Wait(tid)
+				ws, err := ptrace.Wait(rs.threads[i])
 				if err != nil || ws.Exited() || ws.Signaled() {
 					break
 				}
 			}
 		}
+		// The process is now a zombie of its real parent, the stub: make the
+		// stub reap it before the stub goes.
+		if rs.stubProc != nil {
+			in := &ptrace.Injector{TID: rs.stubPID, IP: stub.SyscallAddr}
+			in.Syscall(unix.SYS_WAIT4, uint64(rs.pid), 0, unix.WALL, 0)
+		}
+		rs.pid = 0
 	}
 	if rs.stubProc != nil {
 		rs.stubProc.Kill()
