@@ -134,7 +134,7 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 		return nil, d.fail(pid, "prepare", err)
 	}
 	defer a.close()
-	if err := d.ask(a, p); err != nil {
+	if err := d.ask(a, p, st.SigCgt|st.SigIgn); err != nil {
 		return nil, err
 	}
 	if err := a.requeue(); err != nil {
@@ -155,9 +155,9 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	return p, nil
 }
 
-func (d *dumper) ask(a *asker, p *image.Process) error {
+func (d *dumper) ask(a *asker, p *image.Process, handled uint64) error {
 	var err error
-	if p.SigActions, err = a.sigactions(); err != nil {
+	if p.SigActions, err = a.sigactions(handled); err != nil {
 		return d.fail(p.PID, "read signal actions", err)
 	}
 	if p.ITimers, err = a.itimers(); err != nil {

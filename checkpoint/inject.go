@@ -89,11 +89,14 @@ func (a *asker) u64(off uint64) (uint64, error) {
 	return binary.LittleEndian.Uint64(b), nil
 }
 
-// sigactions returns every installed signal action.
-func (a *asker) sigactions() ([]image.SigAction, error) {
+// sigactions returns every installed signal action. Only signals that are
+// caught or ignored (SigCgt|SigIgn of /proc/PID/status) can differ from the
+// default, and SIGCHLD, whose SA_NOCLDWAIT matters even with SIG_DFL.
+func (a *asker) sigactions(set uint64) ([]image.SigAction, error) {
 	var out []image.SigAction
+	set |= 1 << (unix.SIGCHLD - 1)
 	for sig := 1; sig <= 64; sig++ {
-		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || set&(1<<(sig-1)) == 0 {
 			continue
 		}
 		if _, err := a.call(a.pid, unix.SYS_RT_SIGACTION, uint64(sig), 0, a.scratch, 8); err != nil {
