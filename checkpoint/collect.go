@@ -35,7 +35,6 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	d.meta.Kernel = unix.ByteSliceToString(uts.Release[:])
 	d.meta.Arch = "x86_64"
 	d.meta.Created = time.Now().UnixNano()
-	d.meta.Root = pid
 
 	st, err := procfs.ReadStatus(pid)
 	if err != nil {
@@ -45,7 +44,7 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	if err != nil {
 		return nil, d.fail(0, "read stat", err)
 	}
-	p := &image.Process{PID: pid, PPID: stat.PPID, PGID: stat.PGRP, SID: stat.Session, Comm: stat.Comm}
+	p := &image.Process{PID: pid, PPID: stat.PPID, PGID: stat.PGRP, SID: stat.Session, Comm: stat.Comm, ExitSignal: stat.ExitSignal}
 	p.Creds = image.Creds{UID: st.Uid, GID: st.Gid, Groups: st.Groups,
 		CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb}
 	p.Umask = st.Umask

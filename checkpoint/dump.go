@@ -93,10 +93,6 @@ func (d *dumper) precheck() (*procfs.Status, error) {
 		return nil, &fault.Error{Code: fault.CodeAlreadyTraced, Op: "dump", PID: d.pid,
 			Msg: "already traced by pid " + strconv.Itoa(st.TracerPid), Remedy: "detach the debugger or strace first"}
 	}
-	if kids, err := procfs.Children(d.pid); err == nil && len(kids) > 0 {
-		return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: d.pid,
-			Msg: "process has children (" + strconv.Itoa(kids[0]) + ", ...): process trees are not supported yet"}
-	}
 	return st, nil
 }
 
@@ -104,58 +100,125 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 	if _, err := d.precheck(); err != nil {
 		return err
 	}
-	// Everything that can be refused is refused before the process stops.
-	if _, err := d.collectFDs(d.pid); err != nil {
+	pids, err := d.discover(nil)
+	if err != nil {
 		return err
 	}
-	if _, err := d.collectVMAs(d.pid); err != nil {
-		return err
+	// Everything that can be refused is refused before anything stops.
+	for _, pid := range pids {
+		if z, _ := zombieOf(pid); z != nil {
+			continue
+		}
+		if pid != d.pid {
+			if st, err := procfs.ReadStatus(pid); err == nil && st.TracerPid != 0 {
+				return &fault.Error{Code: fault.CodeAlreadyTraced, Op: "dump", PID: pid,
+					Msg: "already traced by pid " + strconv.Itoa(st.TracerPid), Remedy: "detach the debugger or strace first"}
+			}
+		}
+		if _, err := d.collectFDs(pid); err != nil {
+			return err
+		}
+		if _, err := d.collectVMAs(pid); err != nil {
+			return err
+		}
 	}
 	d.meta.Files, d.blobData, d.blobIDs = nil, nil, map[[2]uint64]int{}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 
-	f, err := freeze(d.pid)
-	if err != nil {
-		return err
-	}
+	// Freeze parents before children, then look again for children forked
+	// before their parent stopped, until the tree holds still.
+	var members []*member
+	known := map[int]bool{}
 	frozenAt := time.Now()
 	resumed := false
 	defer func() {
 		if !resumed {
-			if terr := f.thaw(); terr != nil && err == nil {
-				err = terr
+			for _, m := range members {
+				if m.frozen != nil {
+					if terr := m.frozen.thaw(); terr != nil && err == nil {
+						err = terr
+					}
+				}
 			}
 		}
 	}()
+	for round := 0; len(pids) > 0; round++ {
+		if round > 100 {
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "freeze", PID: d.pid, Msg: "the tree keeps changing"}
+		}
+		for _, pid := range pids {
+			known[pid] = true
+			z, zerr := zombieOf(pid)
+			if zerr != nil && pid != d.pid {
+				continue // gone meanwhile
+			}
+			if z != nil {
+				if pid == d.pid {
+					return &fault.Error{Code: fault.CodeProcessExited, Op: "dump", PID: pid, Msg: "process is a zombie"}
+				}
+				members = append(members, &member{pid: pid, zombie: z})
+				continue
+			}
+			f, err := freeze(pid)
+			if err != nil {
+				if pid != d.pid && fault.CodeOf(err) == fault.CodeNoProcess {
+					continue
+				}
+				return err
+			}
+			members = append(members, &member{pid: pid, frozen: f})
+		}
+		if pids, err = d.discover(known); err != nil {
+			return err
+		}
+	}
 
-	m, err := mem.Open(d.pid, true)
-	if err != nil {
-		return &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: d.pid, Err: err}
+	d.meta.Root = d.pid
+	var runs []procRuns
+	for _, mb := range members {
+		if mb.zombie != nil {
+			d.meta.Zombies = append(d.meta.Zombies, *mb.zombie)
+			continue
+		}
+		m, err := mem.Open(mb.pid, true)
+		if err != nil {
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: mb.pid, Err: err}
+		}
+		d.pid = mb.pid
+		proc, err := d.collectProcess(mb.frozen, m)
+		if err == nil {
+			d.meta.Processes = append(d.meta.Processes, *proc)
+			p := &d.meta.Processes[len(d.meta.Processes)-1]
+			var r []pageRun
+			r, err = d.readPages(m, p.VMAs)
+			runs = append(runs, procRuns{pid: mb.pid, runs: r})
+		}
+		m.Close()
+		d.pid = d.meta.Root
+		if err != nil {
+			return err
+		}
 	}
-	defer m.Close()
-
-	proc, err := d.collectProcess(f, m)
-	if err != nil {
-		return err
-	}
-	d.meta.Processes = []image.Process{*proc}
-	runs, err := d.readPages(m, d.meta.Processes[0].VMAs)
-	if err != nil {
-		return err
-	}
-	for _, r := range runs {
-		if r.data != nil {
-			d.stats.Pages += uint64(r.count)
+	shareFDs(d.meta.Processes)
+	for _, pr := range runs {
+		for _, r := range pr.runs {
+			if r.data != nil {
+				d.stats.Pages += uint64(r.count)
+			}
 		}
 	}
 
 	if d.opts.LeaveRunning {
-		// The image is in memory: let the process go before writing it.
+		// The image is in memory: let the tree go before writing it.
 		resumed = true
-		if err := f.thaw(); err != nil {
-			return &fault.Error{Code: fault.CodeDumpFailed, Op: "resume", PID: d.pid, Err: err}
+		for _, mb := range members {
+			if mb.frozen != nil {
+				if err := mb.frozen.thaw(); err != nil {
+					return &fault.Error{Code: fault.CodeDumpFailed, Op: "resume", PID: mb.pid, Err: err}
+				}
+			}
 		}
 		d.stats.FrozenTime = time.Since(frozenAt)
 		return d.write(w, runs)
@@ -164,14 +227,24 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 		return err
 	}
 	resumed = true
-	if err := d.kill(f); err != nil {
-		return err
+	for _, mb := range members {
+		if mb.frozen != nil {
+			if err := d.kill(mb.pid, mb.frozen); err != nil {
+				return err
+			}
+		}
 	}
 	d.stats.FrozenTime = time.Since(frozenAt)
 	return nil
 }
 
-func (d *dumper) write(w io.Writer, runs []pageRun) error {
+// procRuns are the pages read from one process.
+type procRuns struct {
+	pid  int
+	runs []pageRun
+}
+
+func (d *dumper) write(w io.Writer, runs []procRuns) error {
 	iw, err := image.NewWriter(w)
 	if err != nil {
 		return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
@@ -184,9 +257,11 @@ func (d *dumper) write(w io.Writer, runs []pageRun) error {
 			return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
 		}
 	}
-	for _, r := range runs {
-		if err := iw.WritePages(d.pid, r.addr, r.count, r.data); err != nil {
-			return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
+	for _, pr := range runs {
+		for _, r := range pr.runs {
+			if err := iw.WritePages(pr.pid, r.addr, r.count, r.data); err != nil {
+				return &fault.Error{Code: fault.CodeIO, Op: "write image", Err: err}
+			}
 		}
 	}
 	if err := iw.Close(); err != nil {
@@ -196,15 +271,15 @@ func (d *dumper) write(w io.Writer, runs []pageRun) error {
 	return nil
 }
 
-// kill ends the dumped process and waits until it has exited.
-func (d *dumper) kill(f *frozen) error {
-	pidfd, err := unix.PidfdOpen(d.pid, 0)
+// kill ends a dumped process and waits until it has exited.
+func (d *dumper) kill(pid int, f *frozen) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: d.pid, Err: err}
+		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: pid, Err: err}
 	}
 	defer unix.Close(pidfd)
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
-		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: d.pid, Err: err}
+		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: pid, Err: err}
 	}
 	// Collect the traced threads' exits (this passes the leader's exit on to
 	// its real parent), then wait for the process to be gone.
@@ -224,7 +299,7 @@ func (d *dumper) kill(f *frozen) error {
 		if _, err := unix.Poll(fds, 10000); err == unix.EINTR {
 			continue
 		} else if err != nil {
-			return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: d.pid, Err: err}
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: pid, Err: err}
 		}
 		return nil
 	}

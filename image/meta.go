@@ -15,8 +15,23 @@ type Meta struct {
 	Root int `json:"root"`
 	// Processes are listed parents before children.
 	Processes []Process `json:"processes"`
+	// Zombies are children of processes of the tree that have exited but
+	// were not reaped yet. They come back as zombies with the same status.
+	Zombies []Zombie `json:"zombies,omitempty"`
 	// Files holds contents that travel in FileData records, by ID.
 	Files []FileBlob `json:"files,omitempty"`
+}
+
+// Zombie is an exited, unreaped process of the tree.
+type Zombie struct {
+	PID  int    `json:"pid"`
+	Comm string `json:"comm"`
+	PPID int    `json:"ppid"`
+	PGID int    `json:"pgid"`
+	SID  int    `json:"sid"`
+	// Status is the wait status its parent will read (as from waitpid).
+	Status     int `json:"status"`
+	ExitSignal int `json:"exit_signal"`
 }
 
 // FileBlob describes the content of a file carried in the image.
@@ -34,6 +49,8 @@ type Process struct {
 	PGID int    `json:"pgid"`
 	SID  int    `json:"sid"`
 	Comm string `json:"comm"`
+	// ExitSignal is the signal its parent gets when it exits (SIGCHLD).
+	ExitSignal int `json:"exit_signal"`
 	// Exe is the path of the executable (/proc/PID/exe).
 	Exe        string `json:"exe"`
 	ExeDeleted bool   `json:"exe_deleted,omitempty"`
@@ -185,6 +202,9 @@ type FD struct {
 	// SameAs is the lowest other fd of the same process that shares this
 	// fd's open file description (dup), or -1.
 	SameAs int `json:"same_as"`
+	// Inherit names an fd of a process listed earlier that shares this fd's
+	// open file description (fork, SCM_RIGHTS); nil when there is none.
+	Inherit *FDRef `json:"inherit,omitempty"`
 }
 
 // Thread is one task of a process.
@@ -216,4 +236,10 @@ type AltStack struct {
 	SP    uint64 `json:"sp"`
 	Flags int32  `json:"flags"`
 	Size  uint64 `json:"size"`
+}
+
+// FDRef names a descriptor of a process of the tree.
+type FDRef struct {
+	PID int `json:"pid"`
+	FD  int `json:"fd"`
 }

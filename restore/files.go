@@ -80,11 +80,11 @@ func (rs *restorer) peekFileData() (*image.Record, error) {
 	return rec, nil
 }
 
-func (rs *restorer) removeGhosts() {
-	for _, p := range rs.ghostTmp {
+func (t *tree) removeGhosts() {
+	for _, p := range t.ghostTmp {
 		os.Remove(p)
 	}
-	rs.ghostTmp = nil
+	t.ghostTmp = nil
 }
 
 // openFlagsMask keeps the open flags that mean something for a reopen.
@@ -115,6 +115,9 @@ func (rs *restorer) restoreFD(f image.FD) error {
 		_, err := rs.call(unix.SYS_DUP3, uint64(f.SameAs), uint64(f.FD), cloexec)
 		return err
 	}
+	if f.Inherit != nil {
+		return rs.takeFD(*f.Inherit, f.FD, cloexec)
+	}
 	path := f.Path
 	if f.Deleted {
 		path = rs.ghosts[f.FileID]
@@ -144,6 +147,35 @@ func (rs *restorer) restoreFD(f image.FD) error {
 				return fmt.Errorf("seek to %d: %w", f.Pos, err)
 			}
 			rs.warn("fd %d: directory offset not restored: %v", f.FD, err)
+		}
+	}
+	return nil
+}
+
+// takeFD makes fd of the process a duplicate of another restored process's
+// descriptor: the same open file description, as fork or SCM_RIGHTS left it.
+func (rs *restorer) takeFD(from image.FDRef, fd int, cloexec uint64) error {
+	src := rs.byPID[from.PID]
+	if src == nil || src.pid == 0 {
+		return fmt.Errorf("fd %d of pid %d is not restored", from.FD, from.PID)
+	}
+	pidfd, err := rs.call(unix.SYS_PIDFD_OPEN, uint64(src.pid), 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open(%d): %w", src.pid, err)
+	}
+	got, err := rs.call(unix.SYS_PIDFD_GETFD, pidfd, uint64(from.FD), 0)
+	rs.call(unix.SYS_CLOSE, pidfd)
+	if err != nil {
+		return fmt.Errorf("pidfd_getfd(%d, %d): %w", src.pid, from.FD, err)
+	}
+	if int(got) != fd {
+		if _, err := rs.call(unix.SYS_DUP3, got, uint64(fd), cloexec); err != nil {
+			return err
+		}
+		rs.call(unix.SYS_CLOSE, got)
+	} else if cloexec == 0 {
+		if _, err := rs.call(unix.SYS_FCNTL, got, unix.F_SETFD, 0); err != nil {
+			return err
 		}
 	}
 	return nil

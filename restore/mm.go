@@ -37,24 +37,28 @@ func freeGap(spans []span, size, floor uint64) (uint64, bool) {
 	return addr, addr+size <= 0x7fff00000000
 }
 
-// buildAddressSpace replaces the stub's mappings with the image's.
-func (rs *restorer) buildAddressSpace() error {
+// mapTrampoline maps, in the root process, the page every injected call
+// goes through: `syscall; int3`, then scratch data. Its address is free in
+// the layout of every process of the image, so the children forked from the
+// root inherit it and keep it until their last call.
+func (rs *restorer) mapTrampoline() error {
 	cur, err := procfs.ReadMaps(rs.pid)
 	if err != nil {
 		return rs.fail("read the new process's mappings", err)
 	}
 	var spans []span
-	for _, v := range rs.proc.VMAs {
-		spans = append(spans, span{v.Start, v.End})
+	for _, p := range rs.meta.Processes {
+		for _, v := range p.VMAs {
+			spans = append(spans, span{v.Start, v.End})
+		}
 	}
 	for _, m := range cur {
 		spans = append(spans, span{m.Start, m.End})
 	}
-	tramp, ok := freeGap(append([]span(nil), spans...), trampSize, 1<<32)
+	tramp, ok := freeGap(spans, trampSize, 1<<32)
 	if !ok {
 		return rs.fail("no room for the trampoline page", nil)
 	}
-	// 1. The trampoline: `syscall; int3`, mapped by a call from the stub's code.
 	in := &ptrace.Injector{TID: rs.pid, IP: stub.SyscallAddr}
 	if _, err := in.Syscall(unix.SYS_MMAP, tramp, trampSize, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|mapFixedNoreplace, ^uint64(0), 0); err != nil {
@@ -64,6 +68,24 @@ func (rs *restorer) buildAddressSpace() error {
 		return rs.fail("write the trampoline", err)
 	}
 	rs.tramp = tramp
+	return nil
+}
+
+// buildAddressSpace replaces the stub's mappings with the image's.
+func (rs *restorer) buildAddressSpace() error {
+	cur, err := procfs.ReadMaps(rs.pid)
+	if err != nil {
+		return rs.fail("read the new process's mappings", err)
+	}
+	var spans []span
+	for _, p := range rs.meta.Processes {
+		for _, v := range p.VMAs {
+			spans = append(spans, span{v.Start, v.End})
+		}
+	}
+	for _, m := range cur {
+		spans = append(spans, span{m.Start, m.End})
+	}
 
 	// 2. Unmap the stub's own mappings but the special ones.
 	special := map[string]procfs.Mapping{}
@@ -73,6 +95,9 @@ func (rs *restorer) buildAddressSpace() error {
 			special[m.Path] = m
 			continue
 		case "[vsyscall]":
+			continue
+		}
+		if m.Start == rs.tramp {
 			continue
 		}
 		if _, err := rs.call(unix.SYS_MUNMAP, m.Start, m.Len()); err != nil {
@@ -205,8 +230,8 @@ func (rs *restorer) openFile(path string, flags int) (int, error) {
 // atFDCWD is AT_FDCWD as a syscall argument register.
 const atFDCWD = uint64(0xffffffffffffff9c)
 
-// writePages streams the image's page records into the new process.
-func (rs *restorer) writePages(ctx context.Context) error {
+// writePages streams the image's page records into the processes.
+func (rs *tree) writePages(ctx context.Context) error {
 	zero := make([]byte, image.MaxPagesPerRecord*image.PageSize)
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
@@ -232,9 +257,13 @@ func (rs *restorer) writePages(ctx context.Context) error {
 		default:
 			return badImage(&image.FormatError{Offset: rs.ir.Offset(), Type: rec.Type, Err: image.ErrOrder})
 		}
-		v := rs.proc.FindVMA(rec.Addr)
 		end := rec.Addr + uint64(rec.Count)*image.PageSize
-		if rec.PID != rs.proc.PID || v == nil || end > v.End || (v.Kind != image.VMAAnon && v.Kind != image.VMAFile) {
+		p := rs.byPID[rec.PID]
+		var v *image.VMA
+		if p != nil {
+			v = p.proc.FindVMA(rec.Addr)
+		}
+		if v == nil || end > v.End || (v.Kind != image.VMAAnon && v.Kind != image.VMAFile) {
 			return badImage(&image.FormatError{Offset: rs.ir.Offset(), Type: rec.Type,
 				Err: fmt.Errorf("%w: pages %#x-%#x of pid %d are outside every private mapping", image.ErrInconsistent, rec.Addr, end, rec.PID)})
 		}
@@ -242,8 +271,8 @@ func (rs *restorer) writePages(ctx context.Context) error {
 		if rec.Zero {
 			data = zero[:rec.Count*image.PageSize]
 		}
-		if err := rs.mem.Write(rec.Addr, data); err != nil {
-			return rs.fail("write pages", err)
+		if err := p.mem.Write(rec.Addr, data); err != nil {
+			return p.fail("write pages", err)
 		}
 	}
 }

@@ -68,17 +68,16 @@ func Restore(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 	if err := meta.Validate(); err != nil {
 		return nil, badImage(&image.FormatError{Offset: 16, Record: 0, Type: image.TypeMeta, Err: err})
 	}
-	if len(meta.Processes) != 1 {
-		return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "restore",
-			Msg: fmt.Sprintf("image holds %d processes: process trees are not supported yet", len(meta.Processes))}
+	if err := checkTree(meta); err != nil {
+		return nil, err
 	}
 	res := &Result{PID: meta.Root}
 	if err := waitPIDsFree(ctx, meta, opts.PIDWait); err != nil {
 		return nil, err
 	}
-	rs := &restorer{meta: meta, ir: ir, res: res, proc: &meta.Processes[0]}
-	err = ptrace.Run(func() error { return rs.run(ctx) })
-	rs.removeGhosts()
+	t := &tree{meta: meta, ir: ir, res: res}
+	err = ptrace.Run(func() error { return t.run(ctx) })
+	t.removeGhosts()
 	if err != nil {
 		return nil, err
 	}
@@ -101,10 +100,18 @@ func badImage(err error) error {
 func waitPIDsFree(ctx context.Context, meta *image.Meta, bound time.Duration) error {
 	deadline := time.Now().Add(bound)
 	delay := time.Millisecond
-	for _, p := range meta.Processes {
+	procs := append([]image.Process(nil), meta.Processes...)
+	for _, z := range meta.Zombies {
+		procs = append(procs, image.Process{PID: z.PID, Threads: []image.Thread{{TID: z.PID}}})
+	}
+	for _, p := range procs {
+		ids := []int{}
 		for _, t := range p.Threads {
+			ids = append(ids, t.TID)
+		}
+		for _, tid := range ids {
 			for {
-				st, err := procfs.ReadStatus(t.TID)
+				st, err := procfs.ReadStatus(tid)
 				if errors.Is(err, os.ErrNotExist) {
 					break
 				}
@@ -114,8 +121,8 @@ func waitPIDsFree(ctx context.Context, meta *image.Meta, bound time.Duration) er
 					if err == nil {
 						who = fmt.Sprintf(" by %q (pid %d)", st.Name, st.Tgid)
 					}
-					return &fault.Error{Code: fault.CodePIDInUse, Op: "restore", PID: p.PID, TID: t.TID,
-						Msg:    "pid " + strconv.Itoa(t.TID) + " is in use" + who,
+					return &fault.Error{Code: fault.CodePIDInUse, Op: "restore", PID: p.PID, TID: tid,
+						Msg:    "pid " + strconv.Itoa(tid) + " is in use" + who,
 						Remedy: "stop the process that holds it, or restore in a new PID namespace"}
 				}
 				select {
@@ -126,6 +133,27 @@ func waitPIDsFree(ctx context.Context, meta *image.Meta, bound time.Duration) er
 				delay = min(delay*2, 50*time.Millisecond)
 			}
 		}
+	}
+	return nil
+}
+
+// checkTree checks that every process's parent is in the image (the root's
+// excepted): each process is recreated by its own parent.
+func checkTree(meta *image.Meta) error {
+	in := map[int]bool{}
+	for _, p := range meta.Processes {
+		if p.PID != meta.Root && !in[p.PPID] {
+			return &fault.Error{Code: fault.CodeBadImage, Op: "restore", PID: p.PID,
+				Msg: fmt.Sprintf("parent %d is not in the image before it", p.PPID)}
+		}
+		in[p.PID] = true
+	}
+	for _, z := range meta.Zombies {
+		if !in[z.PPID] || in[z.PID] {
+			return &fault.Error{Code: fault.CodeBadImage, Op: "restore", PID: z.PID,
+				Msg: fmt.Sprintf("zombie's parent %d is not in the image", z.PPID)}
+		}
+		in[z.PID] = true
 	}
 	return nil
 }

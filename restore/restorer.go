@@ -17,26 +17,39 @@ import (
 	"github.com/godwit-dev/godwit/internal/stub"
 )
 
-// restorer holds the state of one restore. All its methods run on the
-// tracer thread (inside ptrace.Run).
-type restorer struct {
+// tree holds the state of one restore. All its methods run on the tracer
+// thread (inside ptrace.Run).
+type tree struct {
 	meta *image.Meta
 	ir   *image.Reader
 	res  *Result
-	proc *image.Process
 
 	stubProc *os.Process
 	stubPID  int
-	pid      int // the restored process, once created
-	threads  []int
-	mem      *mem.Process
+	procs    []*restorer // in the image's order: parents first
+	byPID    map[int]*restorer
+	tramp    uint64 // trampoline page, at the same address in every process
 
-	tramp     uint64 // trampoline page: `syscall; int3` then scratch data
+	zombies []*restorer // forked zombies, once they have exited
+
+	ghosts   map[int]string // file blob id -> path of its ghost file
+	ghostTmp []string       // ghost files to unlink at the end
+	pending  *image.Record  // a record read ahead
+}
+
+// restorer rebuilds one process of the tree.
+type restorer struct {
+	*tree
+	proc   *image.Process
+	zombie *image.Zombie
+
+	pid     int  // the restored process, once created
+	forked  bool // a zombie that was forked (and may have exited)
+	threads []int
+	mem     *mem.Process
+
 	inj       map[int]*ptrace.Injector
-	ghosts    map[int]string // file blob id -> path of its ghost file
-	ghostTmp  []string       // ghost files to unlink at the end
 	targetFDs map[string]int // files opened in the target for mappings
-	pending   *image.Record  // a record read ahead
 }
 
 // Layout of the trampoline page.
@@ -58,50 +71,67 @@ func (rs *restorer) warn(format string, args ...any) {
 	rs.res.Warnings = append(rs.res.Warnings, fmt.Sprintf(format, args...))
 }
 
-func (rs *restorer) run(ctx context.Context) (err error) {
-	rs.inj = map[int]*ptrace.Injector{}
+func (t *tree) run(ctx context.Context) (err error) {
+	t.byPID = map[int]*restorer{}
+	for i := range t.meta.Processes {
+		rs := &restorer{tree: t, proc: &t.meta.Processes[i], inj: map[int]*ptrace.Injector{}}
+		t.procs = append(t.procs, rs)
+		t.byPID[rs.proc.PID] = rs
+	}
+	root := t.byPID[t.meta.Root]
 	defer func() {
 		if err != nil {
-			rs.abort()
+			t.abort()
 		}
 	}()
-	if err := rs.readFileData(); err != nil {
+	if err := root.readFileData(); err != nil {
 		return err
 	}
-	if err := rs.startStub(); err != nil {
+	if err := root.startStub(); err != nil {
 		return err
 	}
-	if err := rs.forkTarget(); err != nil {
+	if err := root.forkTarget(); err != nil {
 		return err
 	}
-	if err := rs.buildAddressSpace(); err != nil {
+	if err := root.mapTrampoline(); err != nil {
 		return err
 	}
-	if err := rs.writePages(ctx); err != nil {
+	if err := t.createTree(); err != nil {
 		return err
 	}
-	if err := rs.restoreMM(); err != nil {
+	for _, rs := range t.procs {
+		if err := rs.buildAddressSpace(); err != nil {
+			return err
+		}
+	}
+	if err := t.writePages(ctx); err != nil {
 		return err
 	}
-	if err := rs.restoreFiles(); err != nil {
+	for _, step := range []func(*restorer) error{
+		(*restorer).restoreMM, (*restorer).restoreFiles, (*restorer).restoreProcessState,
+		(*restorer).createThreads, (*restorer).restoreThreadState, (*restorer).restoreCreds,
+	} {
+		for _, rs := range t.procs {
+			if err := step(rs); err != nil {
+				return err
+			}
+		}
+	}
+	if err := root.releaseStub(); err != nil {
 		return err
 	}
-	if err := rs.restoreProcessState(); err != nil {
-		return err
+	for _, rs := range t.procs {
+		if err := rs.resume(); err != nil {
+			return err
+		}
 	}
-	if err := rs.createThreads(); err != nil {
-		return err
+	// Every process is whole: release them all.
+	for _, rs := range t.procs {
+		if err := rs.detach(); err != nil {
+			return err
+		}
 	}
-	if err := rs.restoreThreadState(); err != nil {
-		return err
-	}
-	if err := rs.restoreCreds(); err != nil {
-		return err
-	}
-	if err := rs.releaseStub(); err != nil {
-		return err
-	}
-	return rs.resume()
+	return nil
 }
 
 // startStub starts the stub, seizes it and blocks its signals (the child
@@ -220,41 +250,64 @@ func (rs *restorer) putString(off int, s string) (uint64, error) {
 
 // abort kills everything created so far and reaps it, so that no PID of the
 // image stays taken, not even by a zombie.
-func (rs *restorer) abort() {
-	if rs.mem != nil {
-		rs.mem.Close()
-		rs.mem = nil
-	}
-	if rs.pid != 0 {
-		unix.Kill(rs.pid, unix.SIGKILL)
-		// Threads first: a traced leader is only reported once they are gone.
-		for i := len(rs.threads) - 1; i >= 0; i-- {
-			for {
-				ws, err := ptrace.Wait(rs.threads[i])
-				if err != nil || ws.Exited() || ws.Signaled() {
-					break
+func (t *tree) abort() {
+	// Children come after their parents in procs: walk it backwards, kill
+	// each process and have its parent (still alive and stopped) reap it.
+	all := append(append([]*restorer(nil), t.procs...), t.zombies...)
+	for i := len(all) - 1; i >= 0; i-- {
+		rs := all[i]
+		if rs.mem != nil {
+			rs.mem.Close()
+			rs.mem = nil
+		}
+		if rs.pid != 0 {
+			unix.Kill(rs.pid, unix.SIGKILL)
+			// Threads first: a traced leader is only reported once they are gone.
+			for i := len(rs.threads) - 1; i >= 0; i-- {
+				for {
+					ws, err := ptrace.Wait(rs.threads[i])
+					if err != nil || ws.Exited() || ws.Signaled() {
+						break
+					}
 				}
 			}
+		} else if rs.zombie == nil || !rs.forked {
+			continue
 		}
-		// The process is now a zombie of its real parent, the stub: make the
-		// stub reap it before the stub goes.
-		if rs.stubProc != nil {
-			in := &ptrace.Injector{TID: rs.stubPID, IP: stub.SyscallAddr}
-			in.Syscall(unix.SYS_WAIT4, uint64(rs.pid), 0, unix.WALL, 0)
+		parent := t.stubPID
+		if p := t.byPID[rs.proc.PPID]; p != nil && p != rs && rs.proc.PID != t.meta.Root {
+			parent = p.pid
+		}
+		if parent != 0 {
+			rs.reapBy(parent)
 		}
 		rs.pid = 0
 	}
-	if rs.stubProc != nil {
-		rs.stubProc.Kill()
+	if t.stubProc != nil {
+		t.stubProc.Kill()
 		for {
-			ws, err := ptrace.Wait(rs.stubPID)
+			ws, err := ptrace.Wait(t.stubPID)
 			if err != nil || ws.Exited() || ws.Signaled() {
 				break
 			}
 		}
-		rs.stubProc.Release()
-		rs.stubProc = nil
+		t.stubProc.Release()
+		t.stubProc = nil
 	}
+}
+
+// reapBy makes parent (a stopped tracee: the stub or a process of the tree)
+// reap rs's zombie with an injected wait4.
+func (rs *restorer) reapBy(parent int) {
+	ip := uint64(stub.SyscallAddr)
+	if parent != rs.stubPID {
+		ip = rs.tramp
+	}
+	if ip == 0 {
+		return
+	}
+	in := &ptrace.Injector{TID: parent, IP: ip}
+	in.Syscall(unix.SYS_WAIT4, uint64(rs.proc.PID), 0, unix.WALL, 0)
 }
 
 // releaseStub kills the stub: the process is reparented to the nearest

@@ -296,8 +296,12 @@ func (rs *restorer) resume() error {
 			return rs.fail(fmt.Sprintf("tid %d: signal mask", t.TID), err)
 		}
 	}
-	// From here on the process is whole: release every thread.
-	for _, t := range p.Threads {
+	return nil
+}
+
+// detach releases every thread of the process.
+func (rs *restorer) detach() error {
+	for _, t := range rs.proc.Threads {
 		if err := ptrace.Detach(t.TID, 0); err != nil {
 			return rs.fail(fmt.Sprintf("tid %d: detach", t.TID), err)
 		}

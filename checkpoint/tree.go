@@ -1,0 +1,101 @@
+package checkpoint
+
+import (
+	"errors"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/procfs"
+)
+
+// member is one process of the tree being dumped.
+type member struct {
+	pid    int
+	zombie *image.Zombie // set for an exited, unreaped child
+	frozen *frozen
+}
+
+// discover lists the tree rooted at root, parents before children, starting
+// from the members already known (so it can be called again after freezing
+// to catch children forked meanwhile).
+func (d *dumper) discover(known map[int]bool) ([]int, error) {
+	var out []int
+	queue := []int{d.pid}
+	seen := map[int]bool{}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		if !known[pid] {
+			out = append(out, pid)
+		}
+		kids, err := procfs.Children(pid)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+				continue
+			}
+			return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: pid, Msg: "list children", Err: err}
+		}
+		queue = append(queue, kids...)
+	}
+	return out, nil
+}
+
+// zombieOf returns the description of pid if it is a zombie.
+func zombieOf(pid int) (*image.Zombie, error) {
+	st, err := procfs.ReadStatus(pid)
+	if err != nil {
+		return nil, err
+	}
+	if st.State != 'Z' {
+		return nil, nil
+	}
+	stat, err := procfs.ReadStat(pid)
+	if err != nil {
+		return nil, err
+	}
+	if st.Threads > 1 {
+		return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: pid,
+			Msg: "an exited main thread with live threads is not supported yet"}
+	}
+	return &image.Zombie{PID: pid, Comm: stat.Comm, PPID: stat.PPID, PGID: stat.PGRP, SID: stat.Session,
+		Status: stat.ExitCode, ExitSignal: stat.ExitSignal}, nil
+}
+
+// shareFDs marks descriptors that share an open file description with a
+// descriptor of a process listed earlier (inherited through fork, or passed).
+func shareFDs(procs []image.Process) {
+	type key struct{ dev, ino uint64 }
+	type ref struct{ pid, fd int }
+	byFile := map[key][]ref{}
+	for i := range procs {
+		p := &procs[i]
+		for j := range p.FDs {
+			f := &p.FDs[j]
+			var st unix.Stat_t
+			if unix.Stat("/proc/"+strconv.Itoa(p.PID)+"/fd/"+strconv.Itoa(f.FD), &st) != nil {
+				continue
+			}
+			k := key{uint64(st.Dev), st.Ino}
+			if f.SameAs < 0 {
+				for _, r := range byFile[k] {
+					if r.pid == p.PID {
+						continue
+					}
+					if c, err := kcmp(r.pid, p.PID, kcmpFile, r.fd, f.FD); err == nil && c == 0 {
+						f.Inherit = &image.FDRef{PID: r.pid, FD: r.fd}
+						break
+					}
+				}
+			}
+			byFile[k] = append(byFile[k], ref{p.PID, f.FD})
+		}
+	}
+}
