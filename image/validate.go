@@ -43,6 +43,11 @@ func (m *Meta) Validate() error {
 		if f.Size < 0 || f.Size > 1<<40 {
 			return inconsistent("file blob %d size %d", f.ID, f.Size)
 		}
+		// Restore recreates the file at this path: a relative one would land
+		// in whatever directory restore runs in.
+		if !filepath.IsAbs(f.Path) {
+			return inconsistent("file blob %d: path %q is not absolute", f.ID, f.Path)
+		}
 		blobs[f.ID] = true
 	}
 	ids := map[int]bool{}
