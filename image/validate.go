@@ -69,6 +69,36 @@ func (m *Meta) Validate() error {
 	if !root {
 		return inconsistent("root pid %d is not among the processes", m.Root)
 	}
+	if len(m.Zombies) > MaxProcesses {
+		return inconsistent("%d zombies", len(m.Zombies))
+	}
+	for _, z := range m.Zombies {
+		if !validID(z.PID) || ids[z.PID] {
+			return inconsistent("zombie pid %d invalid or repeated", z.PID)
+		}
+		ids[z.PID] = true
+		if z.ExitSignal < 0 || z.ExitSignal > 64 {
+			return inconsistent("zombie %d: exit signal %d", z.PID, z.ExitSignal)
+		}
+	}
+	// A descriptor shared with another process names one listed earlier.
+	fdsOf := map[int]map[int]bool{}
+	for i := range m.Processes {
+		p := &m.Processes[i]
+		if p.ExitSignal < 0 || p.ExitSignal > 64 {
+			return inconsistent("process %d: exit signal %d", p.PID, p.ExitSignal)
+		}
+		for _, f := range p.FDs {
+			if f.Inherit != nil && (f.Inherit.PID == p.PID || !fdsOf[f.Inherit.PID][f.Inherit.FD]) {
+				return inconsistent("process %d fd %d: shares with fd %d of pid %d, which is not before it",
+					p.PID, f.FD, f.Inherit.FD, f.Inherit.PID)
+			}
+		}
+		fdsOf[p.PID] = map[int]bool{}
+		for _, f := range p.FDs {
+			fdsOf[p.PID][f.FD] = true
+		}
+	}
 	return nil
 }
 
