@@ -142,6 +142,9 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	if err := a.close(); err != nil {
 		return nil, d.fail(pid, "unmap the scratch page", err)
 	}
+	if err := a.finish(); err != nil {
+		return nil, d.fail(pid, "end injected calls", err)
+	}
 	// Pending signals last: those that arrived while godwit asked are in.
 	for i := range p.Threads {
 		if p.Threads[i].Pending, err = siginfos(p.Threads[i].TID, false); err != nil {

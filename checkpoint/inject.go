@@ -211,3 +211,18 @@ func (a *asker) requeue() error {
 	}
 	return nil
 }
+
+// finish switches single-stepping off in every thread that was stepped (see
+// ptrace.Injector.Finish), so that godwit dying from now on leaves no trap
+// behind. Signals dequeued meanwhile are queued again.
+func (a *asker) finish() error {
+	for tid, in := range a.inj {
+		if err := in.Finish(); err != nil {
+			return err
+		}
+		if len(in.Deferred) > 0 {
+			return fmt.Errorf("tid %d: a signal arrived while injected calls ended", tid)
+		}
+	}
+	return nil
+}

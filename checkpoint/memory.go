@@ -1,9 +1,13 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -90,70 +94,280 @@ type pageRun struct {
 	addr  uint64
 	count int
 	data  []byte // nil: zero pages of a file mapping
+	// buf owns the memory data points into, which is not Go memory: it is
+	// unmapped once buf is unreachable. Keep the pageRun (or the slice of
+	// them) reachable while data is in use, not data alone.
+	buf *pageBuf
 }
+
+// extent is a stretch of pages of one mapping that travel in the image:
+// pages to read, or shared zero pages, known to be zero without reading.
+type extent struct {
+	addr  uint64
+	pages int
+	vma   int  // index in the mappings
+	file  bool // of a private file mapping: zero pages are kept as zero runs
+	zero  bool // the shared zero page: not read
+	off   int  // where its data goes in the buffer (pages read)
+}
+
+// Reading is split into chunks of this many pages, handed out to workers.
+const chunkPages = 2048 // 8 MiB
+
+// noScan is set once PAGEMAP_SCAN turned out to be missing.
+var noScan atomic.Bool
 
 // readPages reads the pages of every private mapping that must travel:
 // present or swapped pages of anonymous memory that are not zero, and the
 // pages of private file mappings that differ from the file (anonymous copies).
+//
+// It is what the process is frozen for, so it is built for speed: the pages
+// are found with PAGEMAP_SCAN (or the page map), read into one buffer that
+// the kernel populates (with huge pages) just before it is filled, with
+// process_vm_readv calls of up to 1024 ranges, by one worker per CPU; the
+// runs returned point into that buffer, nothing is copied.
 func (d *dumper) readPages(m *mem.Process, vmas []image.VMA) ([]pageRun, error) {
+	exts, total, err := planPages(m, vmas)
+	if err != nil {
+		return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Msg: "read the page map", Err: err}
+	}
+	pb, buf, err := newPageBuf(total)
+	if err != nil {
+		return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Err: err}
+	}
+	zero := make([]bool, total/mem.PageSize)
+	if err := readExtents(m, exts, buf, zero); err != nil {
+		var fe *fault.Error
+		if errors.As(err, &fe) {
+			return nil, err
+		}
+		return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Msg: "read memory", Err: err}
+	}
 	var runs []pageRun
+	for _, e := range exts {
+		v := &vmas[e.vma]
+		n := uint64(e.pages)
+		switch {
+		case e.zero && e.file:
+			runs = append(runs, pageRun{addr: e.addr, count: e.pages})
+			v.Pages += n
+			d.stats.ZeroPages += n
+		case e.zero:
+			d.stats.ZeroPages += n
+		default:
+			first := e.off / mem.PageSize
+			runs = appendZeroRuns(runs, e.addr, buf[e.off:e.off+e.pages*mem.PageSize], zero[first:first+e.pages],
+				e.file, &v.Pages, &d.stats.ZeroPages)
+		}
+	}
+	for i := range runs {
+		runs[i].buf = pb
+	}
+	runtime.KeepAlive(pb)
+	return runs, nil
+}
+
+// planPages lists the extents of pages to dump, in address order, and the
+// bytes needed to read them; each extent's off is set.
+func planPages(m *mem.Process, vmas []image.VMA) ([]extent, int, error) {
+	var exts []extent
+	var regions []mem.Region
 	var pm []uint64
+	total := 0
+	add := func(vma int, file, zero bool, addr uint64, pages int) {
+		if k := len(exts) - 1; k >= 0 && exts[k].vma == vma && exts[k].zero == zero &&
+			exts[k].addr+uint64(exts[k].pages)*mem.PageSize == addr {
+			exts[k].pages += pages
+		} else {
+			exts = append(exts, extent{addr: addr, pages: pages, vma: vma, file: file, zero: zero, off: total})
+		}
+		if !zero {
+			total += pages * mem.PageSize
+		}
+	}
 	for i := range vmas {
 		v := &vmas[i]
 		if v.Kind != image.VMAAnon && v.Kind != image.VMAFile {
 			continue
 		}
-		var err error
-		pm, err = m.Pagemap(v.Start, v.End, pm)
-		if err != nil {
-			return nil, err
-		}
-		want := func(e uint64) bool {
-			if e&mem.PMSwapped != 0 {
-				return true
-			}
-			if e&mem.PMPresent == 0 {
-				return false
-			}
-			return v.Kind == image.VMAAnon || e&mem.PMFileShare == 0
-		}
-		for j := 0; j < len(pm); {
-			if !want(pm[j]) {
-				j++
+		file := v.Kind == image.VMAFile
+		if !noScan.Load() {
+			var err error
+			regions, err = m.Scan(v.Start, v.End, mem.PagePresent|mem.PageSwapped,
+				mem.PagePresent|mem.PageSwapped|mem.PageFile|mem.PagePFNZero, regions[:0])
+			if err == nil {
+				for _, r := range regions {
+					c := r.Categories
+					if c&mem.PageSwapped == 0 && file && c&mem.PageFile != 0 {
+						continue // the file's own page
+					}
+					zero := c&mem.PageSwapped == 0 && c&mem.PagePFNZero != 0
+					add(i, file, zero, r.Start, int((r.End-r.Start)/mem.PageSize))
+				}
 				continue
 			}
-			k := j
-			for k < len(pm) && want(pm[k]) && k-j < 256 {
-				k++
+			if !errors.Is(err, mem.ErrNoScan) {
+				return nil, 0, err
 			}
-			addr := v.Start + uint64(j)*mem.PageSize
-			buf := make([]byte, (k-j)*mem.PageSize)
-			if err := m.Read(addr, buf); err != nil {
-				return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Addr: addr,
-					Msg: "read memory", Err: err}
+			noScan.Store(true)
+		}
+		// No PAGEMAP_SCAN: the page map, in pieces of 256 MiB of addresses.
+		for start := v.Start; start < v.End; {
+			end := min(v.End, start+1<<28)
+			var err error
+			if pm, err = m.Pagemap(start, end, pm); err != nil {
+				return nil, 0, err
 			}
-			runs = appendRuns(runs, addr, buf, v.Kind == image.VMAFile, &v.Pages, &d.stats.ZeroPages)
-			j = k
+			for j := 0; j < len(pm); {
+				if !wantPage(pm[j], file) {
+					j++
+					continue
+				}
+				k := j + 1
+				for k < len(pm) && wantPage(pm[k], file) {
+					k++
+				}
+				add(i, file, false, start+uint64(j)*mem.PageSize, k-j)
+				j = k
+			}
+			start = end
 		}
 	}
-	return runs, nil
+	return exts, total, nil
+}
+
+// wantPage tells from its page map entry whether a page of a private mapping
+// travels: swapped, or present and not the file's own page.
+func wantPage(e uint64, file bool) bool {
+	if e&mem.PMSwapped != 0 {
+		return true
+	}
+	return e&mem.PMPresent != 0 && (!file || e&mem.PMFileShare == 0)
+}
+
+// pageBuf is the memory the pages of one readPages are read into. It is
+// mapped outside the Go heap: the Go allocator zeroes recycled memory itself,
+// one page fault per 4 KiB page where the memory had been given back to the
+// kernel, and page faults are what the frozen time must not be spent on. It
+// is unmapped when it becomes unreachable.
+type pageBuf struct {
+	mem []byte // the whole mapping
+}
+
+// newPageBuf maps n bytes for pages (nothing is faulted in yet; see
+// mem.Prefault), 2 MiB-aligned when large, so that huge pages can back it.
+func newPageBuf(n int) (*pageBuf, []byte, error) {
+	if n == 0 {
+		return nil, nil, nil
+	}
+	const huge = 2 << 20
+	size := n
+	if n >= huge {
+		size += huge
+	}
+	m, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, nil, fmt.Errorf("map %d bytes for the pages: %w", size, err)
+	}
+	pb := &pageBuf{mem: m}
+	runtime.AddCleanup(pb, func(m []byte) { unix.Munmap(m) }, m)
+	off := 0
+	if n >= huge {
+		off = int((huge - uintptr(unsafe.Pointer(&m[0]))%huge) % huge)
+	}
+	return pb, m[off : off+n : off+n], nil
+}
+
+// readChunk is a piece of the reading: ranges to read into buf[off:].
+type readChunk struct {
+	off    int
+	size   int
+	ranges []mem.Range
+}
+
+// readExtents reads the extents to read into buf and marks in zero the pages
+// that turn out to be zero, with one worker per CPU (at most 4).
+func readExtents(m *mem.Process, exts []extent, buf []byte, zero []bool) error {
+	var chunks []readChunk
+	for _, e := range exts {
+		if e.zero {
+			continue
+		}
+		for done := 0; done < e.pages; {
+			c := len(chunks) - 1
+			if c < 0 || chunks[c].size >= chunkPages*mem.PageSize {
+				chunks = append(chunks, readChunk{off: e.off + done*mem.PageSize})
+				c++
+			}
+			n := min(e.pages-done, chunkPages-chunks[c].size/mem.PageSize)
+			size := n * mem.PageSize
+			chunks[c].ranges = append(chunks[c].ranges, mem.Range{Addr: e.addr + uint64(done)*mem.PageSize, Size: size})
+			chunks[c].size += size
+			done += n
+		}
+	}
+	var next atomic.Int64
+	work := func() error {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(chunks) {
+				return nil
+			}
+			c := &chunks[i]
+			dst := buf[c.off : c.off+c.size]
+			mem.Prefault(dst)
+			if err := m.ReadRanges(dst, c.ranges); err != nil {
+				next.Store(int64(len(chunks))) // stop the others
+				return err
+			}
+			first := c.off / mem.PageSize
+			for p := 0; p < c.size/mem.PageSize; p++ {
+				zero[first+p] = mem.IsZero(dst[p*mem.PageSize : (p+1)*mem.PageSize])
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), 4, len(chunks))
+	if workers <= 1 {
+		return work()
+	}
+	errs := make(chan error, workers)
+	for range workers {
+		go func() { errs <- work() }()
+	}
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // appendRuns splits buf into runs of data pages and zero pages. Zero pages
 // of anonymous memory are dropped (restore gets them for free); those of file
 // mappings are kept as zero runs, since the file may hold something else.
 func appendRuns(runs []pageRun, addr uint64, buf []byte, keepZero bool, pages, zero *uint64) []pageRun {
-	n := len(buf) / mem.PageSize
+	flags := make([]bool, len(buf)/mem.PageSize)
+	for i := range flags {
+		flags[i] = mem.IsZero(buf[i*mem.PageSize : (i+1)*mem.PageSize])
+	}
+	return appendZeroRuns(runs, addr, buf, flags, keepZero, pages, zero)
+}
+
+// appendZeroRuns is appendRuns with the zero pages of buf already known:
+// isZero[i] tells whether page i is zero. Data runs point into buf.
+func appendZeroRuns(runs []pageRun, addr uint64, buf []byte, isZero []bool, keepZero bool, pages, zero *uint64) []pageRun {
+	n := len(isZero)
 	for i := 0; i < n; {
-		z := mem.IsZero(buf[i*mem.PageSize : (i+1)*mem.PageSize])
+		z := isZero[i]
 		j := i + 1
-		for j < n && mem.IsZero(buf[j*mem.PageSize:(j+1)*mem.PageSize]) == z {
+		for j < n && isZero[j] == z {
 			j++
 		}
 		a := addr + uint64(i)*mem.PageSize
 		switch {
 		case !z:
-			runs = append(runs, pageRun{addr: a, count: j - i, data: buf[i*mem.PageSize : j*mem.PageSize]})
+			runs = append(runs, pageRun{addr: a, count: j - i, data: buf[i*mem.PageSize : j*mem.PageSize : j*mem.PageSize]})
 			*pages += uint64(j - i)
 		case keepZero:
 			runs = append(runs, pageRun{addr: a, count: j - i})

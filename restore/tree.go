@@ -119,12 +119,12 @@ func (rs *restorer) forkChild(child *restorer, exitSignal int) error {
 // parent is stopped, so it stays a zombie until the parent reaps it.
 func (rs *restorer) die() error {
 	status := rs.zombie.Status
+	if name, err := rs.putString(0, truncName(rs.zombie.Comm)); err == nil {
+		rs.call(unix.SYS_PRCTL, unix.PR_SET_NAME, name)
+	}
 	if rs.mem != nil {
 		rs.mem.Close()
 		rs.mem = nil
-	}
-	if name, err := rs.putString(0, truncName(rs.zombie.Comm)); err == nil {
-		rs.call(unix.SYS_PRCTL, unix.PR_SET_NAME, name)
 	}
 	regs, err := ptrace.GetRegs(rs.pid)
 	if err != nil {

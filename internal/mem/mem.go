@@ -10,6 +10,7 @@ package mem
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -62,25 +63,27 @@ func (p *Process) Close() error {
 	return p.mem.Close()
 }
 
-// Pagemap returns the page map entries of the pages in [start, end).
+// Pagemap returns the page map entries of the pages in [start, end), in buf
+// when it is large enough.
 func (p *Process) Pagemap(start, end uint64, buf []uint64) ([]uint64, error) {
 	n := int((end - start) / PageSize)
 	if cap(buf) < n {
 		buf = make([]uint64, n)
 	}
 	buf = buf[:n]
-	raw := make([]byte, 8*min(n, 1<<16))
-	for i := 0; i < n; {
-		chunk := min(n-i, len(raw)/8)
-		off := int64((start/PageSize + uint64(i)) * 8)
-		got, err := p.pagemap.ReadAt(raw[:chunk*8], off)
-		if err != nil && got < chunk*8 {
-			return nil, fmt.Errorf("pid %d: read page map at %#x: %w", p.PID, start+uint64(i)*PageSize, err)
+	// The entries are little-endian, as is every machine godwit runs on:
+	// read them in place.
+	raw := uint64Bytes(buf)
+	for i := 0; i < len(raw); {
+		off := int64(start/PageSize*8) + int64(i)
+		got, err := p.pagemap.ReadAt(raw[i:min(len(raw), i+1<<22)], off)
+		if got <= 0 || got%8 != 0 {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("pid %d: read page map at %#x: %w", p.PID, start+uint64(i/8)*PageSize, err)
 		}
-		for j := 0; j < chunk; j++ {
-			buf[i+j] = binary.LittleEndian.Uint64(raw[j*8:])
-		}
-		i += chunk
+		i += got
 	}
 	return buf, nil
 }

@@ -153,3 +153,38 @@ func (in *Injector) SyscallNoRestore(base Regs, nr uintptr, args ...uint64) (uin
 	}
 	return out.Rax, nil
 }
+
+// Finish ends a series of injected calls: it leaves the task in an ordinary
+// interrupt stop with single-stepping switched off. Without it, a tracer that
+// dies after a step (the kernel does not clear the step when it detaches a
+// dead tracer's tasks) would leave the trap flag set, and the task would be
+// killed by a SIGTRAP on its next instruction. The task runs no instruction
+// of its own here: resuming from the step's stop, it meets the pending
+// interrupt before it returns to user space.
+func (in *Injector) Finish() error {
+	if err := Interrupt(in.TID); err != nil {
+		return fmt.Errorf("tid %d: PTRACE_INTERRUPT: %w", in.TID, err)
+	}
+	if err := Cont(in.TID, 0); err != nil {
+		return fmt.Errorf("tid %d: PTRACE_CONT: %w", in.TID, err)
+	}
+	for i := 0; ; i++ {
+		ws, err := WaitStopped(in.TID)
+		if err != nil {
+			return err
+		}
+		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+			return nil
+		}
+		if i > 8 {
+			return fmt.Errorf("tid %d: no interrupt stop after injected calls (status %#x)", in.TID, uint32(ws))
+		}
+		// A signal stop came first: keep the signal for later, go on.
+		if si, err := GetSiginfo(in.TID); err == nil && ws.TrapCause() <= 0 {
+			in.Deferred = append(in.Deferred, si)
+		}
+		if err := Cont(in.TID, 0); err != nil {
+			return fmt.Errorf("tid %d: PTRACE_CONT: %w", in.TID, err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ func Run(f func() error) error {
 		// Never unlocked: the thread is thrown away with the goroutine.
 		defer func() {
 			if r := recover(); r != nil {
-				ch <- fmt.Errorf("ptrace: panic on tracer thread: %v", r)
+				ch <- fmt.Errorf("ptrace: panic on tracer thread: %v\n%s", r, debug.Stack())
 			}
 		}()
 		ch <- f()

@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/godwit-dev/godwit/internal/testutil"
+)
+
+const treeC = "../victims/tree.c"
+
+// treeReport is what each process of tree.c reports.
+type treeReport struct {
+	Name         string `json:"name"`
+	PID          int    `json:"pid"`
+	PPID         int    `json:"ppid"`
+	PGID         int    `json:"pgid"`
+	SID          int    `json:"sid"`
+	N            int64  `json:"n"`
+	Off          int64  `json:"off"`
+	Zexit        int    `json:"zexit"`
+	ZexitStatus  int    `json:"zexit_status"`
+	Zsig         int    `json:"zsig"`
+	ZsigStatus   int    `json:"zsig_status"`
+	Middle       int    `json:"middle"`
+	MiddleStatus int    `json:"middle_status"`
+}
+
+var treeNames = []string{"root", "child1", "grandchild", "child2", "orphan"}
+
+// treeVictim is a running tree.c.
+type treeVictim struct {
+	dir  string
+	root int
+	pids map[string]int
+}
+
+// pokeTree signals every live process of the tree and waits until each has
+// written a report newer than after (by its counter n).
+func (tv *treeVictim) poke(t *testing.T, after map[string]treeReport) map[string]treeReport {
+	t.Helper()
+	out := map[string]treeReport{}
+	testutil.WaitFor(t, reportTimeout, func() bool {
+		for _, pid := range descendants(tv.root) {
+			unix.Kill(pid, unix.SIGUSR1)
+		}
+		for _, name := range treeNames {
+			if _, ok := out[name]; ok {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(tv.dir, name+".json"))
+			if err != nil {
+				continue
+			}
+			var r treeReport
+			if json.Unmarshal(b, &r) != nil || r.N <= after[name].N {
+				continue
+			}
+			out[name] = r
+			tv.pids[name] = r.PID
+		}
+		return len(out) == len(treeNames)
+	}, "a report from every process of the tree")
+	return out
+}
+
+func (tv *treeVictim) killAll() {
+	for _, pid := range tv.pids {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	unix.Kill(tv.root, unix.SIGKILL)
+	for {
+		// Reap whatever of the tree was reparented to this subreaper.
+		pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil)
+		if err != nil || pid <= 0 {
+			break
+		}
+	}
+}
+
+// TestDumpRestoreTree checkpoints a process tree (children, a grandchild, a
+// second session, zombies with exit and signal statuses, an orphan under a
+// subreaper, a file description shared by all) and restores it: every
+// process comes back with its PID, parent, process group and session, the
+// zombies keep their statuses, and the file offset is still shared.
+func TestDumpRestoreTree(t *testing.T) {
+	setup(t)
+	bin := testutil.BuildC(t, treeC)
+	tv := &treeVictim{dir: t.TempDir(), pids: map[string]int{}}
+	// No descriptor of this test may leak into the tree (a pipe would make
+	// the dump refuse it).
+	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	cmd := exec.Command(bin, tv.dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tv.root = cmd.Process.Pid
+	t.Cleanup(tv.killAll)
+	testutil.WaitFor(t, reportTimeout, func() bool {
+		_, err := os.Stat(filepath.Join(tv.dir, "ready"))
+		return err == nil
+	}, "the tree to be built")
+
+	before := tv.poke(t, nil)
+	root := before["root"]
+	if root.ZexitStatus != 7 || root.ZsigStatus != 1000+int(unix.SIGTERM) {
+		t.Fatalf("the victim's zombies are not as built: %+v", root)
+	}
+
+	img := filepath.Join(t.TempDir(), "image")
+	if r := godwit(t, "dump", "--image", img, strconv.Itoa(tv.root)); r.ExitCode != 0 {
+		t.Fatalf("dump failed:\n%s", r)
+	}
+	cmd.Wait()
+	// The rest of the tree was killed and reparented here: reap it, so that
+	// every PID is free again.
+	all := []int{root.Zexit, root.Zsig, root.Middle}
+	for _, name := range treeNames[1:] {
+		all = append(all, tv.pids[name])
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		for {
+			pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil)
+			if err != nil || pid <= 0 {
+				break
+			}
+		}
+		for _, pid := range all {
+			if testutil.Alive(pid) {
+				return false
+			}
+		}
+		return true
+	}, "every process of the dumped tree to be gone")
+
+	r := godwit(t, "restore", "--image", img)
+	if r.ExitCode != 0 {
+		t.Fatalf("restore failed:\n%s", r)
+	}
+	if got := strings.TrimSpace(r.Stdout); got != strconv.Itoa(tv.root) {
+		t.Fatalf("restore printed %q, want the root's pid %d", got, tv.root)
+	}
+
+	after := tv.poke(t, before)
+	for _, name := range treeNames {
+		b, a := before[name], after[name]
+		if a.PID != b.PID || a.PGID != b.PGID || a.SID != b.SID {
+			t.Errorf("%s: pid/pgid/sid %d/%d/%d, want %d/%d/%d", name, a.PID, a.PGID, a.SID, b.PID, b.PGID, b.SID)
+		}
+		if name != "root" && a.PPID != b.PPID {
+			t.Errorf("%s: parent %d, want %d", name, a.PPID, b.PPID)
+		}
+		if a.Off != b.Off {
+			t.Errorf("%s: shared file offset %d, want %d", name, a.Off, b.Off)
+		}
+	}
+	ar := after["root"]
+	if ar.ZexitStatus != 7 || ar.ZsigStatus != 1000+int(unix.SIGTERM) || ar.MiddleStatus != 0 {
+		t.Errorf("zombies after restore: exit %d, signal %d, middle %d; want 7, %d, 0",
+			ar.ZexitStatus, ar.ZsigStatus, ar.MiddleStatus, 1000+int(unix.SIGTERM))
+	}
+
+	// One process moves the offset; all see it: one open file description.
+	unix.Kill(tv.pids["child1"], unix.SIGUSR2)
+	later := tv.poke(t, after)
+	for _, name := range treeNames {
+		if later[name].Off != after[name].Off+1 {
+			t.Errorf("%s: offset %d after child1 moved it, want %d (the description is no longer shared)",
+				name, later[name].Off, after[name].Off+1)
+		}
+	}
+	for _, name := range treeNames {
+		if later[name].N <= after[name].N {
+			t.Errorf("%s does not run after restore", name)
+		}
+	}
+}
+
+// descendants lists pid and every process below it.
+func descendants(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(out[i]) + "/task/*/children")
+		for _, f := range tasks {
+			b, _ := os.ReadFile(f)
+			for _, w := range strings.Fields(string(b)) {
+				if n, err := strconv.Atoi(w); err == nil {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	return out
+}
