@@ -137,7 +137,7 @@ const (
 // Ioctl numbers on a userfaultfd (the _UFFDIO_* bit numbers of
 // UffdioAPI.Ioctls are the low byte of each).
 const (
-	UFFDIO_REGISTER     = iowr | UffdioRegisterSize<<iocSizeShift | uffdT | 0x00
+	UFFDIO_REGISTER     = iowr | UffdioRegisterSize<<iocSizeShift | uffdT
 	UFFDIO_UNREGISTER   = ior | UffdioRangeSize<<iocSizeShift | uffdT | 0x01
 	UFFDIO_WAKE         = ior | UffdioRangeSize<<iocSizeShift | uffdT | 0x02
 	UFFDIO_COPY         = iowr | UffdioCopySize<<iocSizeShift | uffdT | 0x03
@@ -149,7 +149,7 @@ const (
 
 	// USERFAULTFD_IOC_NEW on /dev/userfaultfd makes a new userfaultfd
 	// (Linux 6.1); its argument is the flags of userfaultfd(2).
-	USERFAULTFD_IOC_NEW = ioNone | uffdT | 0x00
+	USERFAULTFD_IOC_NEW = ioNone | uffdT
 )
 
 // UffdMsg is struct uffd_msg, what read(2) returns on a userfaultfd.
