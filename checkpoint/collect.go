@@ -48,6 +48,7 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	p.Creds = image.Creds{UID: st.Uid, GID: st.Gid, Groups: st.Groups,
 		CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb}
 	p.Umask = st.Umask
+	p.NSpid = relNS(st.NSpid)
 	p.Prctl.NoNewPrivs = st.NoNewPrivs
 
 	if p.FDs, err = d.collectFDs(pid); err != nil {
@@ -93,6 +94,9 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	// Threads: registers and the state readable through ptrace.
 	for _, tid := range f.tids {
 		t := image.Thread{TID: tid, Comm: readComm(pid, tid), Sigmask: f.masks[tid]}
+		if ts, err := procfs.ReadTaskStatus(pid, tid); err == nil {
+			t.NSpid = relNS(ts.NSpid)
+		}
 		regs, err := ptrace.GetRegs(tid)
 		if err != nil {
 			return nil, d.fail(tid, "read registers", err)
@@ -116,7 +120,13 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	if err != nil {
 		return nil, d.fail(0, "find a syscall instruction", err)
 	}
-	a := &asker{pid: pid, mem: m, ip: ip, inj: map[int]*ptrace.Injector{}}
+	a := &asker{pid: pid, mem: m, ip: ip, inj: map[int]*ptrace.Injector{}, own: map[int]int{}}
+	for _, t := range p.Threads {
+		a.own[t.TID] = t.TID
+		if len(t.NSpid) > 0 {
+			a.own[t.TID] = t.NSpid[len(t.NSpid)-1]
+		}
+	}
 	// Block every signal while calls are injected, so that none is dequeued
 	// by the steps; the masks go back right after (and in thaw).
 	for _, tid := range f.tids {
@@ -227,3 +237,20 @@ const (
 	sigevNone     = 1
 	sigevThreadID = 4
 )
+
+// ownLevel is the depth of godwit's own PID namespace as /proc shows it.
+var ownLevel = func() int {
+	st, err := procfs.ReadStatus(os.Getpid())
+	if err != nil || len(st.NSpid) == 0 {
+		return 1
+	}
+	return len(st.NSpid)
+}()
+
+// relNS cuts an NSpid list of /proc to the levels from godwit's namespace in.
+func relNS(ns []int) []int {
+	if len(ns) < ownLevel || len(ns) <= 1 {
+		return nil
+	}
+	return append([]int(nil), ns[ownLevel-1:]...)
+}

@@ -227,12 +227,8 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 		return err
 	}
 	resumed = true
-	for _, mb := range members {
-		if mb.frozen != nil {
-			if err := d.kill(mb.pid, mb.frozen); err != nil {
-				return err
-			}
-		}
+	if err := d.kill(members); err != nil {
+		return err
 	}
 	d.stats.FrozenTime = time.Since(frozenAt)
 	return nil
@@ -271,38 +267,63 @@ func (d *dumper) write(w io.Writer, runs []procRuns) error {
 	return nil
 }
 
-// kill ends a dumped process and waits until it has exited.
-func (d *dumper) kill(pid int, f *frozen) error {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: pid, Err: err}
-	}
-	defer unix.Close(pidfd)
-	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
-		return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: pid, Err: err}
-	}
-	// Collect the traced threads' exits (this passes the leader's exit on to
-	// its real parent), then wait for the process to be gone.
-	// Other threads first: a traced leader is only reported once they are gone.
-	for i := len(f.tids) - 1; i >= 0; i-- {
-		tid := f.tids[i]
-		for {
-			ws, err := ptrace.Wait(tid)
-			if err != nil || ws.Exited() || ws.Signaled() {
-				break
-			}
+// kill ends every dumped process and waits until all have exited. All are
+// signalled first: the init of a PID namespace only finishes exiting once
+// every other process in it is gone, and those are traced by godwit, which
+// must collect them. Then the deepest are waited for first.
+func (d *dumper) kill(members []*member) error {
+	var pidfds []int
+	defer func() {
+		for _, fd := range pidfds {
+			unix.Close(fd)
 		}
-		delete(f.ready, tid)
-	}
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	for {
-		if _, err := unix.Poll(fds, 10000); err == unix.EINTR {
+	}()
+	for _, mb := range members {
+		if mb.frozen == nil {
 			continue
-		} else if err != nil {
-			return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: pid, Err: err}
 		}
-		return nil
+		pidfd, err := unix.PidfdOpen(mb.pid, 0)
+		if err != nil {
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: mb.pid, Err: err}
+		}
+		pidfds = append(pidfds, pidfd)
+		if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", PID: mb.pid, Err: err}
+		}
 	}
+	// Collect the traced threads' exits (this passes each leader's exit on
+	// to its real parent). Other threads before their leader: a traced
+	// leader is only reported once they are gone.
+	for i := len(members) - 1; i >= 0; i-- {
+		f := members[i].frozen
+		if f == nil {
+			continue
+		}
+		for j := len(f.tids) - 1; j >= 0; j-- {
+			tid := f.tids[j]
+			for {
+				ws, err := ptrace.Wait(tid)
+				if err != nil || ws.Exited() || ws.Signaled() {
+					break
+				}
+			}
+			delete(f.ready, tid)
+		}
+	}
+	for _, pidfd := range pidfds {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, 10000)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", Err: err}
+			}
+			break
+		}
+	}
+	return nil
 }
 
 func readComm(pid, tid int) string {

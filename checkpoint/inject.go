@@ -21,6 +21,7 @@ type asker struct {
 	ip      uint64 // a syscall instruction in [vdso]
 	scratch uint64 // a private page for results, 0 until mapped
 	inj     map[int]*ptrace.Injector
+	own     map[int]int // each thread's id as the process itself sees it
 }
 
 const scratchSize = 4 * mem.PageSize
@@ -204,7 +205,7 @@ func (a *asker) requeue() error {
 				return err
 			}
 			sig := binary.LittleEndian.Uint32(si)
-			if _, err := a.call(tid, unix.SYS_RT_TGSIGQUEUEINFO, uint64(a.pid), uint64(tid), uint64(sig), a.scratch); err != nil {
+			if _, err := a.call(tid, unix.SYS_RT_TGSIGQUEUEINFO, uint64(a.own[a.pid]), uint64(a.own[tid]), uint64(sig), a.scratch); err != nil {
 				return fmt.Errorf("tid %d: queue signal %d again: %w", tid, sig, err)
 			}
 		}

@@ -120,27 +120,32 @@ var noScan atomic.Bool
 // readPages reads the pages of every private mapping that must travel:
 // present or swapped pages of anonymous memory that are not zero, and the
 // pages of private file mappings that differ from the file (anonymous copies).
+func (d *dumper) readPages(m *mem.Process, vmas []image.VMA) ([]pageRun, error) {
+	return d.readPagesInto(m, vmas, nil)
+}
+
+// readPagesInto is readPages reading into pb, a buffer from reservePages,
+// when it is large enough, and into a new one otherwise (pb may be nil).
 //
 // It is what the process is frozen for, so it is built for speed: the pages
-// are found with PAGEMAP_SCAN (or the page map), read into one buffer that
-// the kernel populates (with huge pages) just before it is filled, with
-// process_vm_readv calls of up to 1024 ranges, by one worker per CPU; the
-// runs returned point into that buffer, nothing is copied.
-func (d *dumper) readPages(m *mem.Process, vmas []image.VMA) ([]pageRun, error) {
+// are found with PAGEMAP_SCAN (or the page map) and read into one buffer,
+// which the kernel populates with huge pages (before the freeze when it comes
+// from reservePages), with process_vm_readv calls of up to 1024 ranges, by
+// one worker per CPU (at most 4), which also find the zero pages. The runs
+// returned point into that buffer: nothing is copied.
+func (d *dumper) readPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBuf) ([]pageRun, error) {
 	exts, total, err := planPages(m, vmas)
 	if err != nil {
 		return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Msg: "read the page map", Err: err}
 	}
-	pb, buf, err := newPageBuf(total)
-	if err != nil {
+	var buf []byte
+	if pb != nil && len(pb.data) >= total {
+		buf = pb.data[:total:total]
+	} else if pb, buf, err = newPageBuf(total); err != nil {
 		return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Err: err}
 	}
 	zero := make([]bool, total/mem.PageSize)
 	if err := readExtents(m, exts, buf, zero); err != nil {
-		var fe *fault.Error
-		if errors.As(err, &fe) {
-			return nil, err
-		}
 		return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Msg: "read memory", Err: err}
 	}
 	var runs []pageRun
@@ -165,6 +170,31 @@ func (d *dumper) readPages(m *mem.Process, vmas []image.VMA) ([]pageRun, error) 
 	}
 	runtime.KeepAlive(pb)
 	return runs, nil
+}
+
+// reservePages prepares, before the process is frozen, the buffer that
+// readPagesInto will read pid's pages into: sized from a scan of its page
+// tables now (with room for some growth) and populated by the kernel, so that
+// the frozen time is not spent on page faults. On virtual machines that is
+// most of the cost: memory the guest has not used lately, or has given back
+// to the host, is slow to fault in. It returns nil when there is little to
+// gain or on any error; readPagesInto then does without.
+func reservePages(pid int, vmas []image.VMA) *pageBuf {
+	m, err := mem.Open(pid, false)
+	if err != nil {
+		return nil
+	}
+	defer m.Close()
+	_, total, err := planPages(m, vmas)
+	if err != nil || total < 4<<20 {
+		return nil
+	}
+	pb, buf, err := newPageBuf(total + total/8 + 8<<20)
+	if err != nil {
+		return nil
+	}
+	prefault(buf[:total])
+	return pb
 }
 
 // planPages lists the extents of pages to dump, in address order, and the
@@ -211,7 +241,7 @@ func planPages(m *mem.Process, vmas []image.VMA) ([]extent, int, error) {
 			}
 			noScan.Store(true)
 		}
-		// No PAGEMAP_SCAN: the page map, in pieces of 256 MiB of addresses.
+		// No PAGEMAP_SCAN: the page map, 256 MiB of addresses at a time.
 		for start := v.Start; start < v.End; {
 			end := min(v.End, start+1<<28)
 			var err error
@@ -245,17 +275,19 @@ func wantPage(e uint64, file bool) bool {
 	return e&mem.PMPresent != 0 && (!file || e&mem.PMFileShare == 0)
 }
 
-// pageBuf is the memory the pages of one readPages are read into. It is
-// mapped outside the Go heap: the Go allocator zeroes recycled memory itself,
-// one page fault per 4 KiB page where the memory had been given back to the
-// kernel, and page faults are what the frozen time must not be spent on. It
-// is unmapped when it becomes unreachable.
+// pageBuf is memory that pages are read into. It is mapped outside the Go
+// heap: the Go allocator zeroes recycled memory itself, taking a page fault
+// per 4 KiB page where the memory had been given back to the kernel, and page
+// faults are what the frozen time must not be spent on. It is unmapped once
+// unreachable.
 type pageBuf struct {
-	mem []byte // the whole mapping
+	mem  []byte // the whole mapping
+	data []byte // the part to use, 2 MiB-aligned when large
 }
 
-// newPageBuf maps n bytes for pages (nothing is faulted in yet; see
-// mem.Prefault), 2 MiB-aligned when large, so that huge pages can back it.
+// newPageBuf maps a buffer of n bytes for pages and returns it and its data.
+// Nothing is faulted in yet (see mem.Prefault). A large buffer is 2 MiB
+// aligned, so that huge pages can back all of it.
 func newPageBuf(n int) (*pageBuf, []byte, error) {
 	if n == 0 {
 		return nil, nil, nil
@@ -269,13 +301,13 @@ func newPageBuf(n int) (*pageBuf, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("map %d bytes for the pages: %w", size, err)
 	}
-	pb := &pageBuf{mem: m}
-	runtime.AddCleanup(pb, func(m []byte) { unix.Munmap(m) }, m)
 	off := 0
 	if n >= huge {
 		off = int((huge - uintptr(unsafe.Pointer(&m[0]))%huge) % huge)
 	}
-	return pb, m[off : off+n : off+n], nil
+	pb := &pageBuf{mem: m, data: m[off : off+n : off+n]}
+	runtime.AddCleanup(pb, func(m []byte) { unix.Munmap(m) }, m)
+	return pb, pb.data, nil
 }
 
 // readChunk is a piece of the reading: ranges to read into buf[off:].
@@ -285,8 +317,9 @@ type readChunk struct {
 	ranges []mem.Range
 }
 
-// readExtents reads the extents to read into buf and marks in zero the pages
-// that turn out to be zero, with one worker per CPU (at most 4).
+// readExtents reads the extents that are not zero into buf, and marks in
+// zero the pages that turn out to be zero, with one worker per CPU (at most
+// 4), each populating the part of buf it is about to fill.
 func readExtents(m *mem.Process, exts []extent, buf []byte, zero []bool) error {
 	var chunks []readChunk
 	for _, e := range exts {
@@ -307,7 +340,7 @@ func readExtents(m *mem.Process, exts []extent, buf []byte, zero []bool) error {
 		}
 	}
 	var next atomic.Int64
-	work := func() error {
+	return parallel(min(runtime.GOMAXPROCS(0), 4, len(chunks)), func() error {
 		for {
 			i := int(next.Add(1)) - 1
 			if i >= len(chunks) {
@@ -321,21 +354,40 @@ func readExtents(m *mem.Process, exts []extent, buf []byte, zero []bool) error {
 				return err
 			}
 			first := c.off / mem.PageSize
-			for p := 0; p < c.size/mem.PageSize; p++ {
+			for p := range c.size / mem.PageSize {
 				zero[first+p] = mem.IsZero(dst[p*mem.PageSize : (p+1)*mem.PageSize])
 			}
 		}
-	}
-	workers := min(runtime.GOMAXPROCS(0), 4, len(chunks))
-	if workers <= 1 {
+	})
+}
+
+// prefault runs mem.Prefault on buf in chunks, one worker per CPU (at most 4).
+func prefault(buf []byte) {
+	const chunk = chunkPages * mem.PageSize
+	var next atomic.Int64
+	parallel(min(runtime.GOMAXPROCS(0), 4, (len(buf)+chunk-1)/chunk), func() error {
+		for {
+			off := int(next.Add(1)-1) * chunk
+			if off >= len(buf) {
+				return nil
+			}
+			mem.Prefault(buf[off:min(len(buf), off+chunk)])
+		}
+	})
+}
+
+// parallel runs work in n goroutines (in this one when n <= 1) and returns
+// the first error.
+func parallel(n int, work func() error) error {
+	if n <= 1 {
 		return work()
 	}
-	errs := make(chan error, workers)
-	for range workers {
+	errs := make(chan error, n)
+	for range n {
 		go func() { errs <- work() }()
 	}
 	var first error
-	for range workers {
+	for range n {
 		if err := <-errs; err != nil && first == nil {
 			first = err
 		}

@@ -65,7 +65,7 @@ func zombieOf(pid int) (*image.Zombie, error) {
 		return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: pid,
 			Msg: "an exited main thread with live threads is not supported yet"}
 	}
-	return &image.Zombie{PID: pid, Comm: stat.Comm, PPID: stat.PPID, PGID: stat.PGRP, SID: stat.Session,
+	return &image.Zombie{PID: pid, NSpid: relNS(st.NSpid), Comm: stat.Comm, PPID: stat.PPID, PGID: stat.PGRP, SID: stat.Session,
 		Status: stat.ExitCode, ExitSignal: stat.ExitSignal}, nil
 }
 

@@ -30,8 +30,9 @@ type Zombie struct {
 	PGID int    `json:"pgid"`
 	SID  int    `json:"sid"`
 	// Status is the wait status its parent will read (as from waitpid).
-	Status     int `json:"status"`
-	ExitSignal int `json:"exit_signal"`
+	Status     int   `json:"status"`
+	ExitSignal int   `json:"exit_signal"`
+	NSpid      []int `json:"nspid,omitempty"`
 }
 
 // FileBlob describes the content of a file carried in the image.
@@ -51,6 +52,9 @@ type Process struct {
 	Comm string `json:"comm"`
 	// ExitSignal is the signal its parent gets when it exits (SIGCHLD).
 	ExitSignal int `json:"exit_signal"`
+	// NSpid is the process's pid in each PID namespace from the dumper's
+	// (NSpid[0] == PID) to its own, innermost, one.
+	NSpid []int `json:"nspid,omitempty"`
 	// Exe is the path of the executable (/proc/PID/exe).
 	Exe        string `json:"exe"`
 	ExeDeleted bool   `json:"exe_deleted,omitempty"`
@@ -209,8 +213,10 @@ type FD struct {
 
 // Thread is one task of a process.
 type Thread struct {
-	TID  int    `json:"tid"`
-	Comm string `json:"comm"`
+	TID int `json:"tid"`
+	// NSpid is the thread's id in each PID namespace, as Process.NSpid.
+	NSpid []int  `json:"nspid,omitempty"`
+	Comm  string `json:"comm"`
 	// Regs is the raw NT_PRSTATUS regset (struct user_regs_struct, 216 bytes).
 	Regs []byte `json:"regs"`
 	// Xstate is the raw NT_X86_XSTATE regset.

@@ -159,7 +159,12 @@ func (rs *restorer) takeFD(from image.FDRef, fd int, cloexec uint64) error {
 	if src == nil || src.pid == 0 {
 		return fmt.Errorf("fd %d of pid %d is not restored", from.FD, from.PID)
 	}
-	pidfd, err := rs.call(unix.SYS_PIDFD_OPEN, uint64(src.pid), 0)
+	view := rs.viewOf(src)
+	if view == 0 {
+		return &fault.Error{Code: fault.CodeUnsupported, Op: "restore", PID: rs.proc.PID,
+			Msg: fmt.Sprintf("fd %d is shared with pid %d, outside this process's PID namespace", fd, src.proc.PID)}
+	}
+	pidfd, err := rs.call(unix.SYS_PIDFD_OPEN, uint64(view), 0)
 	if err != nil {
 		return fmt.Errorf("pidfd_open(%d): %w", src.pid, err)
 	}

@@ -50,11 +50,18 @@ func TestFreeGap(t *testing.T) {
 }
 
 func TestCloneArgs(t *testing.T) {
-	b := cloneArgs(unix.CLONE_VM, uint64(unix.SIGCHLD), 0x1234)
+	b := cloneArgs(unix.CLONE_VM, uint64(unix.SIGCHLD), 0x1234, 1)
 	if len(b) != 88 {
 		t.Fatalf("clone_args is %d bytes, want 88", len(b))
 	}
 	if b[0] != byte(unix.CLONE_VM&0xff) || b[32] != byte(unix.SIGCHLD) || b[64] != 0x34 || b[72] != 1 {
 		t.Errorf("clone_args fields misplaced: % x", b)
+	}
+}
+
+func TestSetTIDs(t *testing.T) {
+	b := setTIDs([]int{5000, 1})
+	if len(b) != 8 || b[0] != 1 || b[4] != 0x88 || b[5] != 0x13 {
+		t.Errorf("set_tid for [5000 1] = % x, want the innermost id (1) first", b)
 	}
 }

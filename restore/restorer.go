@@ -165,9 +165,17 @@ func (rs *restorer) forkTarget() error {
 	}
 	// clone_args and the set_tid array go on the stub's stack, well below rsp.
 	args := (regs.Rsp - 4096) &^ 15
-	buf := cloneArgs(0, uint64(unix.SIGCHLD), args+128)
-	tid := make([]byte, 4)
-	binary.LittleEndian.PutUint32(tid, uint32(rs.proc.PID))
+	lv := levels(rs.proc.PID, rs.proc.NSpid)
+	var flags uint64
+	switch {
+	case len(lv) == 2 && lv[1] == 1:
+		flags = unix.CLONE_NEWPID // the root is the init of its own PID namespace
+	case len(lv) > 1:
+		return &fault.Error{Code: fault.CodeUnsupported, Op: "restore", PID: rs.proc.PID,
+			Msg: fmt.Sprintf("the root is pid %d of a nested PID namespace: only a root that is pid 1 of one namespace is supported", lv[len(lv)-1])}
+	}
+	buf := cloneArgs(flags, uint64(unix.SIGCHLD), args+128, len(lv))
+	tid := setTIDs(lv)
 	sm, err := mem.Open(rs.stubPID, true)
 	if err != nil {
 		return rs.fail("open the stub's memory", err)
@@ -207,14 +215,49 @@ func (rs *restorer) forkTarget() error {
 	return nil
 }
 
-// cloneArgs encodes struct clone_args with one set_tid entry at setTID.
-func cloneArgs(flags, exitSignal, setTID uint64) []byte {
+// cloneArgs encodes struct clone_args with n set_tid entries at setTID.
+func cloneArgs(flags, exitSignal, setTID uint64, n int) []byte {
 	b := make([]byte, 88)
 	binary.LittleEndian.PutUint64(b[0:], flags)
 	binary.LittleEndian.PutUint64(b[32:], exitSignal)
 	binary.LittleEndian.PutUint64(b[64:], setTID)
-	binary.LittleEndian.PutUint64(b[72:], 1)
+	binary.LittleEndian.PutUint64(b[72:], uint64(n))
 	return b
+}
+
+// setTIDs encodes the set_tid array of ids given outermost first: the
+// kernel wants the innermost namespace's id first.
+func setTIDs(levels []int) []byte {
+	b := make([]byte, 4*len(levels))
+	for i, id := range levels {
+		binary.LittleEndian.PutUint32(b[4*(len(levels)-1-i):], uint32(id))
+	}
+	return b
+}
+
+// levels are ids of a process or thread in each PID namespace from godwit's
+// inward.
+func levels(pid int, nspid []int) []int {
+	if len(nspid) > 0 {
+		return nspid
+	}
+	return []int{pid}
+}
+
+// own is the process's pid as it sees itself.
+func (rs *restorer) own() int {
+	l := levels(rs.proc.PID, rs.proc.NSpid)
+	return l[len(l)-1]
+}
+
+// viewOf is q's pid as rs sees it (0 when q is outside rs's namespace).
+func (rs *restorer) viewOf(q *restorer) int {
+	depth := len(levels(rs.proc.PID, rs.proc.NSpid))
+	l := levels(q.proc.PID, q.proc.NSpid)
+	if len(l) < depth {
+		return 0
+	}
+	return l[depth-1]
 }
 
 func (rs *restorer) injector(tid int) *ptrace.Injector {
@@ -307,7 +350,11 @@ func (rs *restorer) reapBy(parent int) {
 		return
 	}
 	in := &ptrace.Injector{TID: parent, IP: ip}
-	in.Syscall(unix.SYS_WAIT4, uint64(rs.proc.PID), 0, unix.WALL, 0)
+	pid := rs.proc.PID
+	if p := rs.byPID[rs.proc.PPID]; p != nil && p.pid == parent {
+		pid = p.viewOf(rs)
+	}
+	in.Syscall(unix.SYS_WAIT4, uint64(pid), 0, unix.WALL, 0)
 }
 
 // releaseStub kills the stub: the process is reparented to the nearest

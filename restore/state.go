@@ -94,7 +94,7 @@ func (rs *restorer) restoreProcessState() error {
 	for _, si := range p.Pending {
 		a, _ := rs.put(0, si)
 		sig := binary.LittleEndian.Uint32(si[0:])
-		if _, err := rs.call(unix.SYS_RT_SIGQUEUEINFO, uint64(rs.pid), uint64(sig), a); err != nil {
+		if _, err := rs.call(unix.SYS_RT_SIGQUEUEINFO, uint64(rs.own()), uint64(sig), a); err != nil {
 			return rs.fail(fmt.Sprintf("queue pending signal %d", sig), err)
 		}
 	}
@@ -148,10 +148,9 @@ func (rs *restorer) createThreads() error {
 	const flags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
 		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
 	for _, t := range rs.proc.Threads[1:] {
-		tid := make([]byte, 4)
-		binary.LittleEndian.PutUint32(tid, uint32(t.TID))
-		tidAddr, _ := rs.put(128, tid)
-		args, err := rs.put(0, cloneArgs(flags, 0, tidAddr))
+		tl := levels(t.TID, t.NSpid)
+		tidAddr, _ := rs.put(128, setTIDs(tl))
+		args, err := rs.put(0, cloneArgs(flags, 0, tidAddr, len(tl)))
 		if err != nil {
 			return rs.fail("clone3 arguments", err)
 		}
@@ -163,8 +162,8 @@ func (rs *restorer) createThreads() error {
 			}
 			return rs.fail(fmt.Sprintf("clone3 thread %d", t.TID), err)
 		}
-		if int(got) != t.TID {
-			return rs.fail(fmt.Sprintf("clone3 gave tid %d, want %d", got, t.TID), nil)
+		if int(got) != tl[len(tl)-1] {
+			return rs.fail(fmt.Sprintf("clone3 gave tid %d, want %d", got, tl[len(tl)-1]), nil)
 		}
 		rs.threads = append(rs.threads, t.TID)
 		if _, err := ptrace.WaitStopped(t.TID); err != nil {
@@ -209,7 +208,8 @@ func (rs *restorer) restoreThreadState() error {
 		for _, si := range t.Pending {
 			a, _ := rs.put(0, si)
 			sig := binary.LittleEndian.Uint32(si[0:])
-			if _, err := in.Syscall(unix.SYS_RT_TGSIGQUEUEINFO, uint64(rs.pid), uint64(t.TID), uint64(sig), a); err != nil {
+			tl := levels(t.TID, t.NSpid)
+			if _, err := in.Syscall(unix.SYS_RT_TGSIGQUEUEINFO, uint64(rs.own()), uint64(tl[len(tl)-1]), uint64(sig), a); err != nil {
 				return rs.fail(fmt.Sprintf("tid %d: queue pending signal %d", t.TID, sig), err)
 			}
 		}

@@ -1,7 +1,6 @@
 package restore
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -42,7 +41,7 @@ func (t *tree) createTree() error {
 	for i := range t.meta.Zombies {
 		z := &t.meta.Zombies[i]
 		rs := &restorer{tree: t, zombie: z, inj: map[int]*ptrace.Injector{},
-			proc: &image.Process{PID: z.PID, PPID: z.PPID, PGID: z.PGID, SID: z.SID}}
+			proc: &image.Process{PID: z.PID, NSpid: z.NSpid, PPID: z.PPID, PGID: z.PGID, SID: z.SID}}
 		if err := t.byPID[z.PPID].forkChild(rs, z.ExitSignal); err != nil {
 			return err
 		}
@@ -61,7 +60,7 @@ func (t *tree) createTree() error {
 	}
 	for _, rs := range t.procs {
 		if rs.proc.PGID != rs.proc.PID && t.byPID[rs.proc.PGID] != nil {
-			if _, err := rs.call(unix.SYS_SETPGID, 0, uint64(rs.proc.PGID)); err != nil {
+			if _, err := rs.call(unix.SYS_SETPGID, 0, uint64(rs.viewOf(t.byPID[rs.proc.PGID]))); err != nil {
 				return rs.fail(fmt.Sprintf("join process group %d", rs.proc.PGID), err)
 			}
 		}
@@ -82,13 +81,21 @@ func (rs *restorer) forkChild(child *restorer, exitSignal int) error {
 	if exitSignal == 0 && child.zombie == nil {
 		exitSignal = int(unix.SIGCHLD)
 	}
-	tid := make([]byte, 4)
-	binary.LittleEndian.PutUint32(tid, uint32(child.proc.PID))
-	tidAddr, err := rs.put(128, tid)
+	plv, clv := levels(rs.proc.PID, rs.proc.NSpid), levels(child.proc.PID, child.proc.NSpid)
+	var flags uint64
+	switch {
+	case len(clv) == len(plv):
+	case len(clv) == len(plv)+1 && clv[len(clv)-1] == 1:
+		flags = unix.CLONE_NEWPID
+	default:
+		return &fault.Error{Code: fault.CodeUnsupported, Op: "restore", PID: child.proc.PID,
+			Msg: "a child in a PID namespace that its parent did not create is not supported"}
+	}
+	tidAddr, err := rs.put(128, setTIDs(clv))
 	if err != nil {
 		return rs.fail("clone3 arguments", err)
 	}
-	args, err := rs.put(0, cloneArgs(0, uint64(exitSignal), tidAddr))
+	args, err := rs.put(0, cloneArgs(flags, uint64(exitSignal), tidAddr, len(clv)))
 	if err != nil {
 		return rs.fail("clone3 arguments", err)
 	}
@@ -100,10 +107,10 @@ func (rs *restorer) forkChild(child *restorer, exitSignal int) error {
 		}
 		return rs.fail(fmt.Sprintf("fork child %d", child.proc.PID), err)
 	}
-	if int(got) != child.proc.PID {
-		return rs.fail(fmt.Sprintf("clone3 gave pid %d, want %d", got, child.proc.PID), nil)
+	if want := clv[len(plv)-1]; int(got) != want {
+		return rs.fail(fmt.Sprintf("clone3 gave pid %d, want %d", got, want), nil)
 	}
-	child.pid = int(got)
+	child.pid = child.proc.PID
 	child.threads = []int{child.pid}
 	if _, err := ptrace.WaitStopped(child.pid); err != nil {
 		child.pid = 0
@@ -137,7 +144,7 @@ func (rs *restorer) die() error {
 		if err := ptrace.SetSigmask(rs.pid, 0); err != nil {
 			return rs.fail("unblock signals", err)
 		}
-		regs.Rax, regs.Rdi, regs.Rsi = unix.SYS_KILL, uint64(rs.pid), uint64(sig)
+		regs.Rax, regs.Rdi, regs.Rsi = unix.SYS_KILL, uint64(rs.own()), uint64(sig)
 	}
 	regs.Orig_rax = ^uint64(0)
 	regs.Rip = rs.tramp

@@ -65,7 +65,9 @@ func (tv *treeVictim) poke(t *testing.T, after map[string]treeReport) map[string
 				continue
 			}
 			out[name] = r
-			tv.pids[name] = r.PID
+			if pid := outerOf(tv.root, r.PID); pid != 0 {
+				tv.pids[name] = pid
+			}
 		}
 		return len(out) == len(treeNames)
 	}, "a report from every process of the tree")
@@ -73,16 +75,33 @@ func (tv *treeVictim) poke(t *testing.T, after map[string]treeReport) map[string
 }
 
 func (tv *treeVictim) killAll() {
+	pids := append(descendants(tv.root), tv.root)
 	for _, pid := range tv.pids {
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
 		unix.Kill(pid, unix.SIGKILL)
 	}
-	unix.Kill(tv.root, unix.SIGKILL)
-	for {
-		// Reap whatever of the tree was reparented to this subreaper.
-		pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil)
-		if err != nil || pid <= 0 {
-			break
+	// Wait until they are gone (SIGKILL is asynchronous), reaping whatever
+	// of the tree was reparented to this subreaper.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for {
+			pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil)
+			if err != nil || pid <= 0 {
+				break
+			}
 		}
+		alive := false
+		for _, pid := range pids {
+			if testutil.Alive(pid) {
+				alive = true
+			}
+		}
+		if !alive {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -92,18 +111,40 @@ func (tv *treeVictim) killAll() {
 // process comes back with its PID, parent, process group and session, the
 // zombies keep their statuses, and the file offset is still shared.
 func TestDumpRestoreTree(t *testing.T) {
+	testTree(t, nil)
+}
+
+// TestDumpRestorePIDNamespace does the same with a tree whose root is pid 1
+// of its own PID namespace: it comes back in a new namespace with the same
+// pids inside and outside.
+func TestDumpRestorePIDNamespace(t *testing.T) {
+	testTree(t, []string{testutil.RequireCommand(t, "unshare"), "--pid", "--fork"})
+}
+
+func testTree(t *testing.T, wrap []string) {
 	setup(t)
 	bin := testutil.BuildC(t, treeC)
 	tv := &treeVictim{dir: t.TempDir(), pids: map[string]int{}}
 	// No descriptor of this test may leak into the tree (a pipe would make
 	// the dump refuse it).
 	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	cmd := exec.Command(bin, tv.dir)
+	argv := append(append([]string(nil), wrap...), bin, tv.dir)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	tv.root = cmd.Process.Pid
 	t.Cleanup(tv.killAll)
+	if wrap != nil {
+		// The tree's root is the wrapper's only child.
+		testutil.WaitFor(t, reportTimeout, func() bool {
+			d := descendants(cmd.Process.Pid)
+			if len(d) > 1 {
+				tv.root = d[1]
+			}
+			return len(d) > 1
+		}, "the wrapper to start the tree")
+	}
 	testutil.WaitFor(t, reportTimeout, func() bool {
 		_, err := os.Stat(filepath.Join(tv.dir, "ready"))
 		return err == nil
@@ -111,6 +152,9 @@ func TestDumpRestoreTree(t *testing.T) {
 
 	before := tv.poke(t, nil)
 	root := before["root"]
+	if wrap != nil && root.PID != 1 {
+		t.Fatalf("the root is pid %d in its namespace, want 1", root.PID)
+	}
 	if root.ZexitStatus != 7 || root.ZsigStatus != 1000+int(unix.SIGTERM) {
 		t.Fatalf("the victim's zombies are not as built: %+v", root)
 	}
@@ -120,9 +164,10 @@ func TestDumpRestoreTree(t *testing.T) {
 		t.Fatalf("dump failed:\n%s", r)
 	}
 	cmd.Wait()
+	outerRoot := tv.root
 	// The rest of the tree was killed and reparented here: reap it, so that
 	// every PID is free again.
-	all := []int{root.Zexit, root.Zsig, root.Middle}
+	all := []int{outerRoot}
 	for _, name := range treeNames[1:] {
 		all = append(all, tv.pids[name])
 	}
@@ -145,7 +190,7 @@ func TestDumpRestoreTree(t *testing.T) {
 	if r.ExitCode != 0 {
 		t.Fatalf("restore failed:\n%s", r)
 	}
-	if got := strings.TrimSpace(r.Stdout); got != strconv.Itoa(tv.root) {
+	if got := strings.TrimSpace(r.Stdout); got != strconv.Itoa(outerRoot) {
 		t.Fatalf("restore printed %q, want the root's pid %d", got, tv.root)
 	}
 
@@ -170,7 +215,12 @@ func TestDumpRestoreTree(t *testing.T) {
 
 	// One process moves the offset; all see it: one open file description.
 	unix.Kill(tv.pids["child1"], unix.SIGUSR2)
-	later := tv.poke(t, after)
+	var later map[string]treeReport
+	testutil.WaitFor(t, reportTimeout, func() bool {
+		later = tv.poke(t, after)
+		return later["child1"].Off == after["child1"].Off+1
+	}, "child1 to move the shared offset")
+	later = tv.poke(t, later)
 	for _, name := range treeNames {
 		if later[name].Off != after[name].Off+1 {
 			t.Errorf("%s: offset %d after child1 moved it, want %d (the description is no longer shared)",
@@ -199,4 +249,21 @@ func descendants(pid int) []int {
 		}
 	}
 	return out
+}
+
+// outerOf finds, below root, the process whose pid in its own namespace is
+// inner, and returns its pid as this test sees it (0 when there is none).
+func outerOf(root, inner int) int {
+	for _, pid := range descendants(root) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "NSpid:" && f[len(f)-1] == strconv.Itoa(inner) {
+				return pid
+			}
+		}
+	}
+	return 0
 }

@@ -106,7 +106,11 @@ int main(int argc, char **argv) {
 			loop("orphan");
 		_exit(0);
 	}
-	// Ready: every process has its handlers (set before the forks).
+	// Ready once the zombies are zombies (and the orphan is reparented):
+	// every process has its handlers (set before the forks).
+	zstatus(zexit);
+	zstatus(zsig);
+	zstatus(middle);
 	snprintf(path, sizeof path, "%s/ready", dir);
 	close(open(path, O_WRONLY | O_CREAT, 0644));
 	loop("root");
