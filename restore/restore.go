@@ -34,12 +34,22 @@ type Options struct {
 	// PIDWait bounds how long a restore waits for a zombie that still holds
 	// a PID of the image to be reaped. Zero means 5 seconds.
 	PIDWait time.Duration
+	// UserNS restores into a new user and PID namespace that godwit creates,
+	// mapping the caller's ids, with the image's pids inside it. It is how
+	// a user without CAP_CHECKPOINT_RESTORE restores, and the default for
+	// a caller that is not root.
+	UserNS bool
 }
 
 // Result describes a restored process.
 type Result struct {
-	PID      int
-	Duration time.Duration
+	// PID is the root's pid as the caller sees it: the image's pid, or,
+	// after a UserNS restore, the pid of the root in the caller's namespace
+	// (inside the new namespace it has the image's pid).
+	PID int
+	// NamespacePID is the root's pid inside its namespace (the image's).
+	NamespacePID int
+	Duration     time.Duration
 	// Warnings are things that could not be restored exactly (for example a
 	// resource limit higher than the caller's own).
 	Warnings []string
@@ -71,11 +81,13 @@ func Restore(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 	if err := checkTree(meta); err != nil {
 		return nil, err
 	}
-	res := &Result{PID: meta.Root}
-	if err := waitPIDsFree(ctx, meta, opts.PIDWait); err != nil {
-		return nil, err
+	res := &Result{PID: meta.Root, NamespacePID: meta.Root}
+	if !opts.UserNS {
+		if err := waitPIDsFree(ctx, meta, opts.PIDWait); err != nil {
+			return nil, err
+		}
 	}
-	t := &tree{meta: meta, ir: ir, res: res}
+	t := &tree{meta: meta, ir: ir, res: res, userns: opts.UserNS}
 	err = ptrace.Run(func() error { return t.run(ctx) })
 	t.removeGhosts()
 	if err != nil {

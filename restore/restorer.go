@@ -26,6 +26,7 @@ type tree struct {
 
 	stubProc *os.Process
 	stubPID  int
+	userns   bool        // rootless: restore inside a new user+PID namespace
 	procs    []*restorer // in the image's order: parents first
 	byPID    map[int]*restorer
 	tramp    uint64 // trampoline page, at the same address in every process
@@ -43,8 +44,9 @@ type restorer struct {
 	proc   *image.Process
 	zombie *image.Zombie
 
-	pid     int  // the restored process, once created
-	forked  bool // a zombie that was forked (and may have exited)
+	pid     int         // the restored process as godwit sees it, once created
+	tids    map[int]int // thread ids of the image -> as godwit sees them
+	forked  bool        // a zombie that was forked (and may have exited)
 	threads []int
 	mem     *mem.Process
 
@@ -79,6 +81,9 @@ func (t *tree) run(ctx context.Context) (err error) {
 		t.byPID[rs.proc.PID] = rs
 	}
 	root := t.byPID[t.meta.Root]
+	for _, rs := range t.procs {
+		rs.tids = map[int]int{}
+	}
 	defer func() {
 		if err != nil {
 			t.abort()
@@ -125,6 +130,7 @@ func (t *tree) run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	t.res.PID = root.pid
 	// Every process is whole: release them all.
 	for _, rs := range t.procs {
 		if err := rs.detach(); err != nil {
@@ -137,7 +143,19 @@ func (t *tree) run(ctx context.Context) (err error) {
 // startStub starts the stub, seizes it and blocks its signals (the child
 // inherits the mask, so nothing reaches the process before it is whole).
 func (rs *restorer) startStub() error {
-	p, err := stub.Start(&syscall.SysProcAttr{Setsid: true})
+	attr := &syscall.SysProcAttr{Setsid: true}
+	if rs.userns {
+		// Rootless: the stub is the init of a new user and PID namespace
+		// that maps the caller's ids to themselves; its capabilities there
+		// (kept through exec as ambient ones) let it set the pids.
+		uid, gid := os.Getuid(), os.Getgid()
+		attr.Cloneflags = unix.CLONE_NEWUSER | unix.CLONE_NEWPID
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+		attr.GidMappingsEnableSetgroups = false
+		attr.AmbientCaps = []uintptr{unix.CAP_CHECKPOINT_RESTORE, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SYS_ADMIN}
+	}
+	p, err := stub.Start(attr)
 	if err != nil {
 		return rs.fail("start the stub", err)
 	}
@@ -203,8 +221,12 @@ func (rs *restorer) forkTarget() error {
 	if int(child) != rs.proc.PID {
 		return rs.fail(fmt.Sprintf("clone3 gave pid %d", child), nil)
 	}
-	rs.pid = int(child)
+	rs.pid = in.EventMsg // as godwit sees it (in a new namespace, not the image's)
+	if rs.pid == 0 {
+		rs.pid = int(child)
+	}
 	rs.threads = []int{rs.pid}
+	rs.tids = map[int]int{rs.proc.PID: rs.pid}
 	if _, err := ptrace.WaitStopped(rs.pid); err != nil {
 		rs.pid = 0
 		return rs.fail("wait for the new process", err)
@@ -357,9 +379,38 @@ func (rs *restorer) reapBy(parent int) {
 	in.Syscall(unix.SYS_WAIT4, uint64(pid), 0, unix.WALL, 0)
 }
 
+// tid returns an image thread id as godwit sees it.
+func (rs *restorer) tid(id int) int {
+	if t, ok := rs.tids[id]; ok {
+		return t
+	}
+	return id
+}
+
 // releaseStub kills the stub: the process is reparented to the nearest
-// subreaper (or init), as a daemon would be.
+// subreaper (or init), as a daemon would be. A stub that is the init of the
+// namespace made for a rootless restore stays instead, reaping children
+// until it has none.
 func (rs *restorer) releaseStub() error {
+	if rs.userns {
+		regs, err := ptrace.GetRegs(rs.stubPID)
+		if err != nil {
+			return rs.fail("stub registers", err)
+		}
+		regs.Rip, regs.Orig_rax = stub.ReaperAddr, ^uint64(0)
+		if err := ptrace.SetRegs(rs.stubPID, &regs); err != nil {
+			return rs.fail("stub registers", err)
+		}
+		if err := ptrace.SetSigmask(rs.stubPID, 0); err != nil {
+			return rs.fail("stub signal mask", err)
+		}
+		if err := ptrace.Detach(rs.stubPID, 0); err != nil {
+			return rs.fail("release the stub", err)
+		}
+		rs.stubProc.Release()
+		rs.stubProc = nil
+		return nil
+	}
 	if err := rs.stubProc.Kill(); err != nil {
 		return rs.fail("kill the stub", err)
 	}

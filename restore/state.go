@@ -165,8 +165,13 @@ func (rs *restorer) createThreads() error {
 		if int(got) != tl[len(tl)-1] {
 			return rs.fail(fmt.Sprintf("clone3 gave tid %d, want %d", got, tl[len(tl)-1]), nil)
 		}
-		rs.threads = append(rs.threads, t.TID)
-		if _, err := ptrace.WaitStopped(t.TID); err != nil {
+		outer := rs.inj[rs.pid].EventMsg
+		if outer == 0 {
+			outer = t.TID
+		}
+		rs.threads = append(rs.threads, outer)
+		rs.tids[t.TID] = outer
+		if _, err := ptrace.WaitStopped(outer); err != nil {
 			return rs.fail("wait for a new thread", err)
 		}
 	}
@@ -176,7 +181,7 @@ func (rs *restorer) createThreads() error {
 // restoreThreadState restores each thread's own kernel state.
 func (rs *restorer) restoreThreadState() error {
 	for _, t := range rs.proc.Threads {
-		in := rs.injector(t.TID)
+		in := rs.injector(rs.tid(t.TID))
 		if t.AltStack.SP != 0 || t.AltStack.Flags&ssDisable == 0 {
 			flags := uint64(uint32(t.AltStack.Flags &^ 1)) // SS_ONSTACK is state, not a setting
 			a, _ := rs.put(0, le64(t.AltStack.SP, flags, t.AltStack.Size))
@@ -222,12 +227,17 @@ func (rs *restorer) restoreThreadState() error {
 // grants more privilege than its restorer has.
 func (rs *restorer) restoreCreds() error {
 	c := rs.proc.Creds
+	if rs.userns {
+		// The capabilities the stub had in the new namespace go: the process
+		// gets the ones it had (a user's process: none).
+		return rs.dropCaps()
+	}
 	uid, gid := uint32(unix.Getuid()), uint32(unix.Getgid())
 	if c.UID == [4]uint32{uid, uid, uid, uid} && c.GID == [4]uint32{gid, gid, gid, gid} && unix.Getuid() != 0 {
 		return nil
 	}
 	for _, t := range rs.proc.Threads {
-		in := rs.injector(t.TID)
+		in := rs.injector(rs.tid(t.TID))
 		groups := make([]byte, 4*len(c.Groups))
 		for i, g := range c.Groups {
 			binary.LittleEndian.PutUint32(groups[4*i:], g)
@@ -268,13 +278,13 @@ func (rs *restorer) resume() error {
 		}
 		fixRestart(&regs)
 		final[t.TID] = regs
-		if err := ptrace.SetXstate(t.TID, t.Xstate); err != nil {
+		if err := ptrace.SetXstate(rs.tid(t.TID), t.Xstate); err != nil {
 			return rs.fail("FPU state", err)
 		}
 	}
 	for _, t := range p.Threads[1:] {
 		r := final[t.TID]
-		if err := ptrace.SetRegs(t.TID, &r); err != nil {
+		if err := ptrace.SetRegs(rs.tid(t.TID), &r); err != nil {
 			return rs.fail(fmt.Sprintf("tid %d: registers", t.TID), err)
 		}
 	}
@@ -285,14 +295,14 @@ func (rs *restorer) resume() error {
 	if _, err := rs.injector(rs.pid).SyscallNoRestore(lead, unix.SYS_MUNMAP, rs.tramp, trampSize); err != nil {
 		return rs.fail("unmap the trampoline", err)
 	}
-	r := final[rs.pid]
+	r := final[rs.proc.PID]
 	if err := ptrace.SetRegs(rs.pid, &r); err != nil {
 		return rs.fail("registers", err)
 	}
 	rs.mem.Close()
 	rs.mem = nil
 	for _, t := range p.Threads {
-		if err := ptrace.SetSigmask(t.TID, t.Sigmask); err != nil {
+		if err := ptrace.SetSigmask(rs.tid(t.TID), t.Sigmask); err != nil {
 			return rs.fail(fmt.Sprintf("tid %d: signal mask", t.TID), err)
 		}
 	}
@@ -302,7 +312,7 @@ func (rs *restorer) resume() error {
 // detach releases every thread of the process.
 func (rs *restorer) detach() error {
 	for _, t := range rs.proc.Threads {
-		if err := ptrace.Detach(t.TID, 0); err != nil {
+		if err := ptrace.Detach(rs.tid(t.TID), 0); err != nil {
 			return rs.fail(fmt.Sprintf("tid %d: detach", t.TID), err)
 		}
 	}
@@ -333,3 +343,28 @@ func fixRestart(r *ptrace.Regs) {
 }
 
 const ssDisable = 2
+
+// dropCaps sets every thread's capabilities to the image's (never more than
+// it has now) and clears its ambient set.
+func (rs *restorer) dropCaps() error {
+	c := rs.proc.Creds
+	for _, t := range rs.proc.Threads {
+		in := rs.injector(rs.tid(t.TID))
+		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+			return rs.fail("clear ambient capabilities", err)
+		}
+		hdr := make([]byte, 8)
+		binary.LittleEndian.PutUint32(hdr[0:], unix.LINUX_CAPABILITY_VERSION_3)
+		data := make([]byte, 24)
+		for i, v := range []uint64{c.CapEff, c.CapPrm, c.CapInh} {
+			binary.LittleEndian.PutUint32(data[4*i:], uint32(v))
+			binary.LittleEndian.PutUint32(data[12+4*i:], uint32(v>>32))
+		}
+		h, _ := rs.put(0, hdr)
+		d, _ := rs.put(64, data)
+		if _, err := in.Syscall(unix.SYS_CAPSET, h, d); err != nil {
+			return rs.fail("set capabilities", err)
+		}
+	}
+	return nil
+}

@@ -110,7 +110,11 @@ func (rs *restorer) forkChild(child *restorer, exitSignal int) error {
 	if want := clv[len(plv)-1]; int(got) != want {
 		return rs.fail(fmt.Sprintf("clone3 gave pid %d, want %d", got, want), nil)
 	}
-	child.pid = child.proc.PID
+	child.pid = rs.inj[rs.pid].EventMsg // as godwit sees it
+	if child.pid == 0 {
+		child.pid = child.proc.PID
+	}
+	child.tids = map[int]int{child.proc.PID: child.pid}
 	child.threads = []int{child.pid}
 	if _, err := ptrace.WaitStopped(child.pid); err != nil {
 		child.pid = 0

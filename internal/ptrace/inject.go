@@ -20,6 +20,9 @@ type Injector struct {
 	// LastEvent is the last ptrace event (PTRACE_EVENT_FORK, ...) seen
 	// during a call.
 	LastEvent int
+	// EventMsg is the message of that event: for a fork or clone, the new
+	// task's id as the tracer sees it.
+	EventMsg int
 	// Deferred holds the raw siginfo of signals the task dequeued while it
 	// was being stepped. They were not delivered: the caller must queue them
 	// again (see Requeue) before letting the task go.
@@ -77,6 +80,9 @@ func (in *Injector) call(base Regs, nr uintptr, args []uint64) (uint64, error) {
 		// Event stops (fork, clone) happen inside the call: step on.
 		for ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() > 0 && ws.TrapCause() != unix.PTRACE_EVENT_STOP {
 			in.LastEvent = ws.TrapCause()
+			if msg, err := GetEventMsg(in.TID); err == nil {
+				in.EventMsg = int(msg)
+			}
 			if err := unix.PtraceSingleStep(in.TID); err != nil {
 				return 0, fmt.Errorf("tid %d: single-step: %w", in.TID, err)
 			}

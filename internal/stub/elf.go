@@ -21,11 +21,30 @@ const (
 	SyscallAddr uint64 = EntryAddr + 5
 )
 
-// code is `loop: mov eax, 34; syscall; jmp loop`.
+// ReaperAddr is the entry of the stub's second loop, for a stub that stays as
+// the init of a PID namespace: it reaps children until it has none, then
+// exits (which ends the namespace).
+const ReaperAddr = EntryAddr + 9
+
+// code is `loop: mov eax, 34; syscall; jmp loop`, then the reaper:
+// `reap: wait4(-1, 0, 0, 0); if it did not fail with ECHILD, jmp reap;
+// exit_group(0)`.
 var code = []byte{
 	0xb8, 34, 0, 0, 0, // mov eax, 34 (SYS_pause)
 	0x0f, 0x05, // syscall
 	0xeb, 0xf7, // jmp -9 (back to the mov)
+	// reap:
+	0xbf, 0xff, 0xff, 0xff, 0xff, // mov edi, -1
+	0x31, 0xf6, // xor esi, esi
+	0x31, 0xd2, // xor edx, edx
+	0x45, 0x31, 0xd2, // xor r10d, r10d
+	0xb8, 61, 0, 0, 0, // mov eax, 61 (SYS_wait4)
+	0x0f, 0x05, // syscall
+	0x48, 0x83, 0xf8, 0xf6, // cmp rax, -10 (ECHILD)
+	0x75, 0xe7, // jne reap (-25)
+	0x31, 0xff, // xor edi, edi
+	0xb8, 231, 0, 0, 0, // mov eax, 231 (SYS_exit_group)
+	0x0f, 0x05, // syscall
 }
 
 // ELF constants used by the image.
