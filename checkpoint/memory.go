@@ -55,6 +55,22 @@ func (d *dumper) collectVMAs(pid int) ([]image.VMA, error) {
 			return nil, &fault.Error{Code: fault.CodeUnreadable, Op: "dump", PID: pid, Addr: m.Start,
 				Msg:    where + ": memfd_secret memory cannot be read from outside the process by design",
 				Remedy: "the program must release or re-create this memory itself; it cannot be checkpointed"}
+		case isShmem(m.Path) && !strings.HasPrefix(m.Path, "/SYSV"):
+			// Shared anonymous memory or a memfd: its content travels in the
+			// image and comes back as one memfd that every mapping shares.
+			mf := "/proc/" + strconv.Itoa(pid) + "/map_files/" + strconv.FormatUint(m.Start, 16) + "-" + strconv.FormatUint(m.End, 16)
+			id, err := d.blob(mf, m.Path, v.Dev, m.Inode, 0o600)
+			if err != nil {
+				return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: pid, Addr: m.Start,
+					Msg: where + ": copy shared memory", Err: err,
+					Remedy: "reading /proc/PID/map_files needs CAP_CHECKPOINT_RESTORE or root"}
+			}
+			d.meta.Files[id-1].Shmem = true
+			v.Path, v.Deleted, v.FileID = m.Path, true, id
+			v.Kind = image.VMAFile
+			if m.Shared {
+				v.Kind = image.VMASharedFile
+			}
 		case m.Shared:
 			if m.Path == "" || m.Deleted || !strings.HasPrefix(m.Path, "/") || m.Inode == 0 {
 				return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: pid, Addr: m.Start,
@@ -431,4 +447,10 @@ func appendZeroRuns(runs []pageRun, addr uint64, buf []byte, isZero []bool, keep
 		i = j
 	}
 	return runs
+}
+
+// isShmem tells the mappings of memory no path names: shared anonymous
+// memory (a deleted /dev/zero), memfds and SysV segments.
+func isShmem(path string) bool {
+	return path == "/dev/zero" || strings.HasPrefix(path, "/memfd:") || strings.HasPrefix(path, "/SYSV")
 }

@@ -41,6 +41,9 @@ type FileBlob struct {
 	Size int64  `json:"size"`
 	Mode uint32 `json:"mode"`
 	Path string `json:"path"` // where the file lived when it was dumped
+	// Shmem marks memory that no path names: shared anonymous memory or a
+	// memfd. Restore recreates it as a memfd rather than a file.
+	Shmem bool `json:"shmem,omitempty"`
 }
 
 // Process is one checkpointed process.

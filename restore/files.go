@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -21,11 +22,35 @@ func (rs *restorer) readFileData() error {
 	rs.ghosts = map[int]string{}
 	files := map[int]*os.File{}
 	defer func() {
-		for _, f := range files {
-			f.Close()
+		for id, f := range files {
+			if !rs.isShmem(id) {
+				f.Close()
+			}
 		}
 	}()
 	for _, b := range rs.meta.Files {
+		if b.Shmem {
+			// Memory no path names comes back as a memfd of godwit's, which
+			// the processes open through /proc (their /proc is godwit's, also
+			// in a new PID namespace) and map: one object, shared by all.
+			name := strings.TrimPrefix(b.Path, "/memfd:")
+			if name == b.Path {
+				name = "godwit-shmem"
+			}
+			fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+			if err != nil {
+				return rs.fail("memfd_create", err)
+			}
+			f := os.NewFile(uintptr(fd), name)
+			if err := f.Truncate(b.Size); err != nil {
+				f.Close()
+				return rs.fail("size shared memory", err)
+			}
+			rs.memfds = append(rs.memfds, f)
+			rs.ghosts[b.ID] = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)
+			files[b.ID] = f
+			continue
+		}
 		path := b.Path
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(b.Mode&0o777)|0o600)
 		if err != nil {
@@ -80,7 +105,20 @@ func (rs *restorer) peekFileData() (*image.Record, error) {
 	return rec, nil
 }
 
+func (t *tree) isShmem(id int) bool {
+	for _, b := range t.meta.Files {
+		if b.ID == id {
+			return b.Shmem
+		}
+	}
+	return false
+}
+
 func (t *tree) removeGhosts() {
+	for _, f := range t.memfds {
+		f.Close()
+	}
+	t.memfds = nil
 	for _, p := range t.ghostTmp {
 		os.Remove(p)
 	}

@@ -35,6 +35,7 @@ type tree struct {
 
 	ghosts   map[int]string // file blob id -> path of its ghost file
 	ghostTmp []string       // ghost files to unlink at the end
+	memfds   []*os.File     // shared memory objects, until every process maps them
 	pending  *image.Record  // a record read ahead
 }
 
