@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/godwit-dev/godwit/fault"
 	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/files"
 	"github.com/godwit-dev/godwit/internal/procfs"
 )
 
@@ -56,6 +58,12 @@ func (d *dumper) collectFDs(pid int) ([]image.FD, error) {
 	type key struct{ dev, ino uint64 }
 	seen := map[key][]int{}
 	var out []image.FD
+	pidfd := -1
+	defer func() {
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+	}()
 	for _, fd := range fds {
 		p := "/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(fd)
 		link, err := os.Readlink(p)
@@ -71,45 +79,23 @@ func (d *dumper) collectFDs(pid int) ([]image.FD, error) {
 			return nil, unsupportedFD(pid, fd, fdKind(link))
 		}
 		f := image.FD{FD: fd, Flags: info.Flags, Pos: info.Pos, Mode: st.Mode, SameAs: -1}
-		path := link
-		deleted := false
-		if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 0 {
-			deleted = true
-			path = strings.TrimSuffix(link, " (deleted)")
-		}
-		if strings.HasPrefix(path, "/memfd:") {
-			return nil, unsupportedFD(pid, fd, "memfd")
-		}
-		if !strings.HasPrefix(path, "/") {
-			return nil, unsupportedFD(pid, fd, fdKind(link))
-		}
-		f.Path = path
-		switch {
-		case info.Flags&unix.O_PATH != 0:
-			f.Kind = image.FDPath
-		case st.Mode&unix.S_IFMT == unix.S_IFREG:
-			f.Kind = image.FDFile
-		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
-			f.Kind = image.FDDir
-		case st.Mode&unix.S_IFMT == unix.S_IFCHR:
-			if _, ok := safeDevices[st.Rdev]; !ok {
-				return nil, unsupportedFD(pid, fd, fdKind(link))
+		if isObject(link, &st, info.Flags) {
+			// Pipes, sockets, event fds, memfds...: described by package files.
+			if pidfd < 0 {
+				if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
+					return nil, &fault.Error{Code: fault.CodeNoProcess, Op: "dump", PID: pid, Msg: "pidfd_open", Err: err}
+				}
 			}
-			f.Kind = image.FDChr
-			f.Rdev = st.Rdev
-		default:
-			return nil, unsupportedFD(pid, fd, fdKind(link))
-		}
-		if deleted {
-			if f.Kind == image.FDPath {
-				return nil, unsupportedFD(pid, fd, "O_PATH descriptor of a deleted file")
-			}
-			f.Deleted = true
-			id, err := d.blob(p, path, uint64(st.Dev), st.Ino, st.Mode)
+			desc, err := files.Inspect(pidfd, pid, fd)
 			if err != nil {
-				return nil, (&fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: pid, Msg: "copy deleted file", Err: err}).WithFD(fd)
+				return nil, err
 			}
-			f.FileID = id
+			if f.Object, err = json.Marshal(desc); err != nil {
+				return nil, err
+			}
+			f.Kind, f.Path = image.FDObject, link
+		} else if err := d.fileFD(pid, fd, p, link, &st, info.Flags, &f); err != nil {
+			return nil, err
 		}
 		k := key{uint64(st.Dev), st.Ino}
 		for _, other := range seen[k] {
@@ -122,6 +108,67 @@ func (d *dumper) collectFDs(pid int) ([]image.FD, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// isObject tells descriptors that package files describes: everything but
+// regular files, directories, devices and O_PATH descriptors.
+func isObject(link string, st *unix.Stat_t, flags uint32) bool {
+	if flags&unix.O_PATH != 0 {
+		return false
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO, unix.S_IFSOCK:
+		return true
+	case unix.S_IFREG:
+		return strings.HasPrefix(link, "/memfd:")
+	}
+	return strings.HasPrefix(link, "anon_inode:")
+}
+
+// fileFD describes a descriptor of a file with a path.
+func (d *dumper) fileFD(pid, fd int, p, link string, st *unix.Stat_t, flags uint32, f *image.FD) error {
+	info := struct{ Flags uint32 }{flags}
+	path := link
+	deleted := false
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 0 {
+		deleted = true
+		path = strings.TrimSuffix(link, " (deleted)")
+	}
+	if strings.HasPrefix(path, "/memfd:") {
+		return unsupportedFD(pid, fd, "memfd")
+	}
+	if !strings.HasPrefix(path, "/") {
+		return unsupportedFD(pid, fd, fdKind(link))
+	}
+	f.Path = path
+	switch {
+	case info.Flags&unix.O_PATH != 0:
+		f.Kind = image.FDPath
+	case st.Mode&unix.S_IFMT == unix.S_IFREG:
+		f.Kind = image.FDFile
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		f.Kind = image.FDDir
+	case st.Mode&unix.S_IFMT == unix.S_IFCHR:
+		if _, ok := safeDevices[st.Rdev]; !ok {
+			return unsupportedFD(pid, fd, fdKind(link))
+		}
+		f.Kind = image.FDChr
+		f.Rdev = st.Rdev
+	default:
+		return unsupportedFD(pid, fd, fdKind(link))
+	}
+	if deleted {
+		if f.Kind == image.FDPath {
+			return unsupportedFD(pid, fd, "O_PATH descriptor of a deleted file")
+		}
+		f.Deleted = true
+		id, err := d.blob(p, path, uint64(st.Dev), st.Ino, st.Mode)
+		if err != nil {
+			return (&fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: pid, Msg: "copy deleted file", Err: err}).WithFD(fd)
+		}
+		f.FileID = id
+	}
+	return nil
 }
 
 func kcmp(pid1, pid2, typ, idx1, idx2 int) (int, error) {

@@ -1,5 +1,7 @@
 package image
 
+import "encoding/json"
+
 // Meta is the metadata of a checkpointed process tree: everything but the
 // contents of memory and of deleted files. It is the first record of an image.
 type Meta struct {
@@ -193,6 +195,9 @@ const (
 	FDDir  = "dir"  // directory
 	FDPath = "path" // O_PATH descriptor of anything
 	FDChr  = "chr"  // character device (/dev/null, /dev/zero, /dev/urandom, ...)
+	// FDObject is a kernel object without a path (pipe, socket, eventfd,
+	// epoll, timerfd, signalfd, inotify, pidfd, memfd), described in Object.
+	FDObject = "object"
 )
 
 // FD is one open file descriptor.
@@ -209,6 +214,9 @@ type FD struct {
 	// SameAs is the lowest other fd of the same process that shares this
 	// fd's open file description (dup), or -1.
 	SameAs int `json:"same_as"`
+	// Object describes an FDObject descriptor (package internal/files'
+	// Desc as JSON).
+	Object json.RawMessage `json:"object,omitempty"`
 	// Inherit names an fd of a process listed earlier that shares this fd's
 	// open file description (fork, SCM_RIGHTS); nil when there is none.
 	Inherit *FDRef `json:"inherit,omitempty"`

@@ -191,10 +191,14 @@ func (p *Process) validate(ids, blobs map[int]bool, xsize int) error {
 		fds[f.FD] = true
 		switch f.Kind {
 		case FDFile, FDDir, FDPath, FDChr:
+		case FDObject:
+			if len(f.Object) == 0 {
+				return inconsistent("fd %d: object without a description", f.FD)
+			}
 		default:
 			return inconsistent("fd %d: unknown kind %q", f.FD, f.Kind)
 		}
-		if !filepath.IsAbs(f.Path) {
+		if f.Kind != FDObject && !filepath.IsAbs(f.Path) {
 			return inconsistent("fd %d: path %q is not absolute", f.FD, f.Path)
 		}
 		if f.Deleted && !blobs[f.FileID] {

@@ -135,12 +135,30 @@ func (rs *restorer) restoreFiles() error {
 	for fd := 0; fd < 3; fd++ {
 		rs.call(unix.SYS_CLOSE, uint64(fd))
 	}
+	var epolls []image.FD
 	for _, f := range rs.proc.FDs {
-		if err := rs.restoreFD(f); err != nil {
+		err := rs.restoreFD(f)
+		if err == errEpollLater {
+			epolls = append(epolls, f)
+			continue
+		}
+		if err != nil {
 			return (&fault.Error{Code: fault.CodeRestoreFailed, Op: "restore", PID: rs.proc.PID, Path: f.Path,
 				Msg: "reopen " + f.Kind, Err: err}).WithFD(f.FD)
 		}
 	}
+	for _, f := range epolls {
+		cloexec := uint64(0)
+		if f.Flags&unix.O_CLOEXEC != 0 {
+			cloexec = unix.O_CLOEXEC
+		}
+		if err := rs.restoreEpoll(f, cloexec); err != nil {
+			return (&fault.Error{Code: fault.CodeRestoreFailed, Op: "restore", PID: rs.proc.PID,
+				Msg: "recreate epoll", Err: err}).WithFD(f.FD)
+		}
+	}
+	// The descriptor channel is not part of the process.
+	rs.call(unix.SYS_CLOSE, uint64(rs.chanFD))
 	return nil
 }
 
@@ -155,6 +173,13 @@ func (rs *restorer) restoreFD(f image.FD) error {
 	}
 	if f.Inherit != nil {
 		return rs.takeFD(*f.Inherit, f.FD, cloexec)
+	}
+	if f.Kind == image.FDObject {
+		obj, err := rs.object(f)
+		if err != nil {
+			return err
+		}
+		return rs.plant(obj, f.FD, cloexec)
 	}
 	path := f.Path
 	if f.Deleted {

@@ -90,6 +90,7 @@ func Restore(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 	t := &tree{meta: meta, ir: ir, res: res, userns: opts.UserNS}
 	err = ptrace.Run(func() error { return t.run(ctx) })
 	t.removeGhosts()
+	t.closeObjects()
 	if err != nil {
 		return nil, err
 	}

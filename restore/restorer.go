@@ -36,7 +36,11 @@ type tree struct {
 	ghosts   map[int]string // file blob id -> path of its ghost file
 	ghostTmp []string       // ghost files to unlink at the end
 	memfds   []*os.File     // shared memory objects, until every process maps them
-	pending  *image.Record  // a record read ahead
+	objs     *objects       // pipes, sockets, ... recreated by godwit
+
+	chanGodwit *os.File      // godwit's end of the descriptor channel
+	chanFD     int           // the processes' end, at the same number in each
+	pending    *image.Record // a record read ahead
 }
 
 // restorer rebuilds one process of the tree.
@@ -99,7 +103,15 @@ func (t *tree) run(ctx context.Context) (err error) {
 	if err := root.forkTarget(); err != nil {
 		return err
 	}
+
 	if err := root.mapTrampoline(); err != nil {
+		return err
+	}
+	t.chanFD = t.channelFD()
+	if err := root.moveChannel(); err != nil {
+		return err
+	}
+	if err := t.indexObjects(); err != nil {
 		return err
 	}
 	if err := t.createTree(); err != nil {
@@ -156,7 +168,14 @@ func (rs *restorer) startStub() error {
 		attr.GidMappingsEnableSetgroups = false
 		attr.AmbientCaps = []uintptr{unix.CAP_CHECKPOINT_RESTORE, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SYS_ADMIN}
 	}
-	p, err := stub.Start(attr)
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return rs.fail("descriptor channel", err)
+	}
+	rs.chanGodwit = os.NewFile(uintptr(pair[0]), "godwit-channel")
+	theirs := os.NewFile(uintptr(pair[1]), "godwit-channel")
+	defer theirs.Close()
+	p, err := stub.StartWith(attr, theirs)
 	if err != nil {
 		return rs.fail("start the stub", err)
 	}

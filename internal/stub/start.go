@@ -29,6 +29,12 @@ var memfd struct {
 // pid>/fd/<n> (EACCES), and /proc/self resolves in the proc mount's PID
 // namespace, so it also works with CLONE_NEWPID.
 func Start(attr *syscall.SysProcAttr) (*os.Process, error) {
+	return StartWith(attr)
+}
+
+// StartWith is Start with extra descriptors for the stub: extra[i] becomes
+// its fd 3+i.
+func StartWith(attr *syscall.SysProcAttr, extra ...*os.File) (*os.Process, error) {
 	f, err := imageFile()
 	if err != nil {
 		return nil, err
@@ -41,7 +47,7 @@ func Start(attr *syscall.SysProcAttr) (*os.Process, error) {
 	path := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 	p, err := os.StartProcess(path, []string{"godwit-stub"}, &os.ProcAttr{
 		Env:   []string{},
-		Files: []*os.File{null, null, null},
+		Files: append([]*os.File{null, null, null}, extra...),
 		Sys:   attr,
 	})
 	if err != nil {
@@ -109,5 +115,12 @@ func createImageFile() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stub: reopen memfd read-only: %w", err)
 	}
-	return r, nil
+	// Keep it above the descriptors a stub is given (StartWith), which the
+	// exec path /proc/self/fd/N must not name.
+	high, err := unix.FcntlInt(r.Fd(), unix.F_DUPFD_CLOEXEC, 100)
+	r.Close()
+	if err != nil {
+		return nil, fmt.Errorf("stub: move memfd: %w", err)
+	}
+	return os.NewFile(uintptr(high), "godwit-stub"), nil
 }
