@@ -51,7 +51,7 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	p.NSpid = relNS(st.NSpid)
 	p.Prctl.NoNewPrivs = st.NoNewPrivs
 
-	if p.FDs, err = d.collectFDs(pid); err != nil {
+	if p.FDs, err = d.collectFDs(pid, false); err != nil {
 		return nil, err
 	}
 	if p.VMAs, err = d.collectVMAs(pid); err != nil {

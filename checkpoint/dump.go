@@ -115,7 +115,7 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 					Msg: "already traced by pid " + strconv.Itoa(st.TracerPid), Remedy: "detach the debugger or strace first"}
 			}
 		}
-		if _, err := d.collectFDs(pid); err != nil {
+		if _, err := d.collectFDs(pid, true); err != nil {
 			return err
 		}
 		if _, err := d.collectVMAs(pid); err != nil {

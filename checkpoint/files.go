@@ -49,8 +49,11 @@ func unsupportedFD(pid, fd int, kind string) error {
 }
 
 // collectFDs describes every open descriptor of pid. It changes nothing, so
-// it is also the up-front check that every descriptor can be dumped.
-func (d *dumper) collectFDs(pid int) ([]image.FD, error) {
+// it is also the up-front check that every descriptor can be dumped: with
+// precheck set the process is still running, and only a refusal counts (a
+// pipe's data, say, may change under the inspection; it is read again once
+// the process is frozen).
+func (d *dumper) collectFDs(pid int, precheck bool) ([]image.FD, error) {
 	fds, err := procfs.FDs(pid)
 	if err != nil {
 		return nil, &fault.Error{Code: fault.CodeNoProcess, Op: "dump", PID: pid, Msg: "list descriptors", Err: err}
@@ -88,6 +91,9 @@ func (d *dumper) collectFDs(pid int) ([]image.FD, error) {
 			}
 			desc, err := files.Inspect(pidfd, pid, fd)
 			if err != nil {
+				if precheck && fault.CodeOf(err) != fault.CodeUnsupported {
+					continue
+				}
 				return nil, err
 			}
 			if f.Object, err = json.Marshal(desc); err != nil {
