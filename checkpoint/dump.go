@@ -105,6 +105,7 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 		return err
 	}
 	// Everything that can be refused is refused before anything stops.
+	var pre []image.Process
 	for _, pid := range pids {
 		if z, _ := zombieOf(pid); z != nil {
 			continue
@@ -115,12 +116,17 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 					Msg: "already traced by pid " + strconv.Itoa(st.TracerPid), Remedy: "detach the debugger or strace first"}
 			}
 		}
-		if _, err := d.collectFDs(pid, true); err != nil {
+		fds, err := d.collectFDs(pid, true)
+		if err != nil {
 			return err
 		}
+		pre = append(pre, image.Process{PID: pid, FDs: fds})
 		if _, err := d.collectVMAs(pid); err != nil {
 			return err
 		}
+	}
+	if err := checkPeers(pre); err != nil {
+		return err
 	}
 	d.meta.Files, d.blobData, d.blobIDs = nil, nil, map[[2]uint64]int{}
 	if err := ctx.Err(); err != nil {

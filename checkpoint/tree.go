@@ -1,7 +1,9 @@
 package checkpoint
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/godwit-dev/godwit/fault"
 	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/files"
 	"github.com/godwit-dev/godwit/internal/procfs"
 )
 
@@ -98,4 +101,41 @@ func shareFDs(procs []image.Process) {
 			byFile[k] = append(byFile[k], ref{p.PID, f.FD})
 		}
 	}
+}
+
+// checkPeers refuses a connected unix stream or seqpacket socket whose peer
+// is outside the tree: restore could not connect it again.
+func checkPeers(procs []image.Process) error {
+	inTree := map[uint64]bool{}
+	var socks []struct {
+		pid, fd int
+		d       *files.Desc
+	}
+	for _, p := range procs {
+		for _, f := range p.FDs {
+			if f.Kind != image.FDObject {
+				continue
+			}
+			var d files.Desc
+			if json.Unmarshal(f.Object, &d) != nil {
+				continue
+			}
+			inTree[d.Ino] = true
+			if d.Kind == files.KindUnix && d.Socket != nil && d.Socket.PeerIno != 0 && d.Socket.Type != unix.SOCK_DGRAM {
+				socks = append(socks, struct {
+					pid, fd int
+					d       *files.Desc
+				}{p.PID, f.FD, &d})
+			}
+		}
+	}
+	for _, s := range socks {
+		if !inTree[s.d.Socket.PeerIno] {
+			return (&fault.Error{Code: fault.CodeUnsupported, Op: "dump", PID: s.pid,
+				Msg: fmt.Sprintf("unix socket connected to a process outside the tree (peer socket inode %d, %q)",
+					s.d.Socket.PeerIno, s.d.Socket.PeerName),
+				Remedy: "dump the tree that holds both ends, or close the connection first"}).WithFD(s.fd)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -266,4 +267,71 @@ func outerOf(root, inner int) int {
 		}
 	}
 	return 0
+}
+
+// TestDumpTreeRefusedLeavesItRunning dumps a tree (a shell and its child)
+// whose child holds a unix socket connected to this test, outside the tree:
+// the dump is refused with "unsupported", naming the child and its fd, and
+// every process of the tree keeps running untraced — the connection still
+// answers.
+func TestDumpTreeRefusedLeavesItRunning(t *testing.T) {
+	setup(t)
+	sh := testutil.RequireCommand(t, "sh")
+	py := python3(t)
+	sock := filepath.Join(t.TempDir(), "outside.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	echo := `import socket,sys
+s=socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+while True:
+    d=s.recv(1)
+    if not d: break
+    s.sendall(d)`
+	cmd := exec.Command(sh, "-c", `"$0" -c "$1" "$2" & wait`, py, echo, sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tv := &treeVictim{root: cmd.Process.Pid, pids: map[string]int{}}
+	t.Cleanup(tv.killAll)
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	roundTrip := func(b byte) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(reportTimeout))
+		if _, err := conn.Write([]byte{b}); err != nil {
+			t.Fatalf("write to the child: %v", err)
+		}
+		got := make([]byte, 1)
+		if _, err := conn.Read(got); err != nil || got[0] != b {
+			t.Fatalf("the child did not echo %q: %v", b, err)
+		}
+	}
+	roundTrip('a')
+	pids := descendants(tv.root)
+	if len(pids) < 2 {
+		t.Fatalf("tree %v: want the shell and its child", pids)
+	}
+
+	img := filepath.Join(t.TempDir(), "image")
+	e := wantCode(t, godwit(t, "dump", "--log-format", "json", "--image", img, strconv.Itoa(tv.root)), "unsupported")
+	if !strings.Contains(e.Error, "outside the tree") || !strings.Contains(e.Error, "pid "+strconv.Itoa(pids[1])) {
+		t.Errorf("the error does not name the child and its outside connection: %q", e.Error)
+	}
+	if _, err := os.Stat(img); err == nil {
+		t.Errorf("a refused dump left an image behind")
+	}
+	for _, pid := range pids {
+		if !testutil.Alive(pid) || anyStopped(pid) {
+			t.Errorf("pid %d is not running untraced after the refused dump", pid)
+		}
+	}
+	roundTrip('b')
 }
