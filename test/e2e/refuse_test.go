@@ -11,18 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/godwit-dev/godwit/internal/testutil"
 )
 
-// TestDumpUnsupportedFD dumps a victim whose stdout is a pipe: code
-// unsupported naming fd 1, and the victim keeps running, neither stopped nor
-// traced, as if nothing happened.
+// TestDumpUnsupportedFD dumps a victim whose stdout is a unix socket
+// connected to this test, outside the tree (restore could not connect it
+// again): code unsupported naming fd 1, and the victim keeps running,
+// neither stopped nor traced, as if nothing happened.
 func TestDumpUnsupportedFD(t *testing.T) {
 	setup(t)
-	r, w, err := os.Pipe()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r, w := os.NewFile(uintptr(pair[0]), "outside"), os.NewFile(uintptr(pair[1]), "stdout")
 	defer r.Close()
 	v := startC(t, testutil.VictimOptions{Stdout: w}, "--threads", "2")
 	w.Close()
