@@ -4,19 +4,18 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/godwit-dev/godwit/checkpoint"
+	"github.com/godwit-dev/godwit/internal/mem"
 	"github.com/godwit-dev/godwit/internal/testutil"
 	"github.com/godwit-dev/godwit/restore"
 )
@@ -38,10 +37,12 @@ var sizes = []int{64, 1024}
 //     prefaulted buffer, and memcpy between two prefaulted buffers: what the
 //     machine can do, for comparison within the same run;
 //  2. dumps it with checkpoint.Dump (library, LeaveRunning) into a file;
-//  3. dumps it again with the godwit binary, for its peak memory (rusage);
+//  3. dumps it again with the godwit binary (a fresh process), for its
+//     frozen time, peak memory and CPU time;
 //  4. kills and reaps it, restores the first image with restore.Restore,
 //     checks that the restored process holds the same memory, kills it;
-//  5. restores the image again with the godwit binary, for its peak memory.
+//  5. restores the image again with the godwit binary, for its peak memory
+//     and CPU time, and checks that process too.
 //
 // Only steps 2 and 4 (the library dump and restore) count in ns/op; every
 // figure is reported as a metric. Run it with a fixed count, e.g.
@@ -60,6 +61,7 @@ func benchDumpRestore(b *testing.B, name string, mib int) {
 	testutil.RequireRoot(b)
 	testutil.RequireCommand(b, "gcc")
 	memhog := testutil.BuildC(b, "testdata/memhog.c")
+	helper := testutil.BuildC(b, "testdata/rusage.c")
 	testutil.BuildGodwit(b)
 	testutil.Subreaper(b)
 	size := mib << 20
@@ -77,8 +79,8 @@ func benchDumpRestore(b *testing.B, name string, mib int) {
 		pid := v.pid
 
 		// 1. The machine's own speeds, into buffers faulted in beforehand.
-		// The first read of a process's memory by another process is slow
-		// on some virtual machines (see README.md), so it is read twice.
+		// The first read can be slower than the next (see README.md), so
+		// the memory is read twice.
 		pvrBuf := prefaulted(size)
 		s.add("pvr-first-MB/s", mbps(size, timeIt(func() { pvrRead(b, pid, want.addr, pvrBuf) })))
 		s.add("pvr-MB/s", mbps(size, timeIt(func() { pvrRead(b, pid, want.addr, pvrBuf) })))
@@ -116,13 +118,13 @@ func benchDumpRestore(b *testing.B, name string, mib int) {
 		s.add("dump-MB/s", mbps(int(data), st.TotalTime))
 		s.add("image-MiB", float64(st.ImageBytes)/(1<<20))
 
-		// 3. The same dump by the binary, for its peak memory.
+		// 3. The same dump by the binary, a fresh process.
 		img2 := filepath.Join(dir, "image-cli")
-		r := runGodwit(b, "dump", "-v", "--leave-running", "--image", img2, strconv.Itoa(pid))
+		r := runGodwit(b, helper, "dump", "-v", "--leave-running", "--image", img2, strconv.Itoa(pid))
 		s.add("cli-frozen-ms", ms(cliFrozen(b, r.stderr)))
 		s.add("cli-dump-ms", ms(r.wall))
 		s.add("cli-dump-cpu-ms", ms(r.cpu))
-		s.addIf(r.maxrssMiB > 0, "cli-dump-maxrss-MiB", r.maxrssMiB)
+		s.add("cli-dump-maxrss-MiB", r.maxrssMiB)
 		os.Remove(img2)
 
 		// 4. Library restore of the first image, once the PID is free.
@@ -147,7 +149,7 @@ func benchDumpRestore(b *testing.B, name string, mib int) {
 		v.kill(b)
 
 		// 5. The same restore by the binary, for its peak memory.
-		r = runGodwit(b, "restore", "--image", img)
+		r = runGodwit(b, helper, "restore", "--image", img)
 		rpid, err := strconv.Atoi(strings.TrimSpace(r.stdout))
 		if err != nil {
 			b.Fatalf("godwit restore printed %q", r.stdout)
@@ -155,7 +157,7 @@ func benchDumpRestore(b *testing.B, name string, mib int) {
 		v.adopt(rpid)
 		s.add("cli-restore-ms", ms(r.wall))
 		s.add("cli-restore-cpu-ms", ms(r.cpu))
-		s.addIf(r.maxrssMiB > 0, "cli-restore-maxrss-MiB", r.maxrssMiB)
+		s.add("cli-restore-maxrss-MiB", r.maxrssMiB)
 		if got := v.poke(b); got != want {
 			b.Fatalf("the process restored by the binary reports %+v, the original %+v", got, want)
 		}
@@ -172,15 +174,12 @@ func benchDumpRestore(b *testing.B, name string, mib int) {
 	}
 }
 
-// prefaulted returns a buffer of n bytes whose pages are all present, so that
-// copying into it costs no page faults.
+// prefaulted returns a buffer of n bytes whose pages are all present, backed
+// by huge pages where the kernel allows, as godwit's own buffer for pages is,
+// so that copying into it costs no page faults.
 func prefaulted(n int) []byte {
 	buf := make([]byte, n)
-	if err := unix.Madvise(buf, unix.MADV_POPULATE_WRITE); err != nil {
-		for i := 0; i < len(buf); i += 4096 {
-			buf[i] = 1
-		}
-	}
+	mem.Prefault(buf)
 	return buf
 }
 
@@ -220,77 +219,57 @@ type run struct {
 	stdout    string
 	stderr    string
 	wall, cpu time.Duration
-	maxrssMiB float64 // 0: unknown
+	maxrssMiB float64
 }
 
-// runGodwit runs the godwit binary as a child and returns its peak resident
-// memory and CPU time from its rusage.
-//
-// A child's ru_maxrss also counts the memory of the process it was forked
-// from (exec records the old address space's high-water mark, and os/exec
-// forks with CLONE_VM), so the test process first gives back all the memory
-// it can, and the figure is only reported when it is above what is left.
-func runGodwit(b *testing.B, args ...string) run {
+// runGodwit runs the godwit binary through the rusage helper (see
+// testdata/rusage.c) and returns its peak resident memory and CPU time.
+func runGodwit(b *testing.B, helper string, args ...string) run {
 	b.Helper()
-	runtime.GC()
-	debug.FreeOSMemory()
-	floor := selfRSS(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := testutil.GodwitCommand(b, ctx, testutil.RunOptions{}, args...)
-	out, err := os.CreateTemp(b.TempDir(), "stdout")
+	dir := b.TempDir()
+	usage := filepath.Join(dir, "rusage")
+	cmd := exec.CommandContext(ctx, helper, append([]string{usage, testutil.BuildGodwit(b)}, args...)...)
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	out, err := os.Create(filepath.Join(dir, "stdout"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer out.Close()
-	errf, err := os.CreateTemp(b.TempDir(), "stderr")
+	errf, err := os.Create(filepath.Join(dir, "stderr"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer errf.Close()
-	cmd.Stdout, cmd.Stderr = out, errf
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, out, errf
 	start := time.Now()
 	err = cmd.Run()
 	wall := time.Since(start)
-	if err != nil {
-		e, _ := os.ReadFile(errf.Name())
-		b.Fatalf("godwit %s: %v\n%s", strings.Join(args, " "), err, e)
-	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	o, _ := os.ReadFile(out.Name())
 	e, _ := os.ReadFile(errf.Name())
-	maxrss := float64(ru.Maxrss) / 1024 // KiB on Linux
-	if maxrss <= floor*1.05 {
-		b.Logf("godwit %s: its peak memory (%.1f MiB) may be hidden by the %.1f MiB of the test process: not reported",
-			strings.Join(args, " "), maxrss, floor)
-		maxrss = 0
+	if err != nil {
+		b.Fatalf("godwit %s: %v\n%s", strings.Join(args, " "), err, e)
+	}
+	u, err := os.ReadFile(usage)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var maxrss, utime, stime int64
+	if _, err := fmt.Sscanf(string(u), "%d %d %d", &maxrss, &utime, &stime); err != nil {
+		b.Fatalf("rusage helper wrote %q: %v", u, err)
 	}
 	return run{
 		stdout:    string(o),
 		stderr:    string(e),
 		wall:      wall,
-		cpu:       time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-		maxrssMiB: maxrss,
+		cpu:       time.Duration(utime+stime) * time.Microsecond,
+		maxrssMiB: float64(maxrss) / 1024,
 	}
-}
-
-// selfRSS returns the resident memory of the test process in MiB.
-func selfRSS(b *testing.B) float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				b.Fatalf("VmRSS %q: %v", v, err)
-			}
-			return float64(kb) / 1024
-		}
-	}
-	b.Fatal("no VmRSS in /proc/self/status")
-	return 0
 }
 
 // cliFrozen returns the frozen time that godwit dump -v printed.

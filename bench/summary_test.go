@@ -27,12 +27,6 @@ func (s *sample) add(metric string, v float64) {
 	s.values[metric] = append(s.values[metric], v)
 }
 
-func (s *sample) addIf(ok bool, metric string, v float64) {
-	if ok {
-		s.add(metric, v)
-	}
-}
-
 func (s *sample) mean(metric string) float64 {
 	vs := s.values[metric]
 	var sum float64

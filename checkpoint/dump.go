@@ -57,6 +57,9 @@ type dumper struct {
 	blobIDs  map[[2]uint64]int
 	blobData [][]byte
 	stats    Stats
+	// reserved holds, per pid, the buffer its pages will be read into,
+	// populated before the freeze (see reservePages).
+	reserved map[int]*pageBuf
 }
 
 // Dump checkpoints process pid into w.
@@ -65,7 +68,7 @@ func Dump(ctx context.Context, pid int, w io.Writer, opts Options) (*Stats, erro
 	if pid <= 0 {
 		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", Msg: "pid must be positive"}
 	}
-	d := &dumper{pid: pid, opts: opts, blobIDs: map[[2]uint64]int{}}
+	d := &dumper{pid: pid, opts: opts, blobIDs: map[[2]uint64]int{}, reserved: map[int]*pageBuf{}}
 	err := ptrace.Run(func() error { return d.run(ctx, w) })
 	if err != nil {
 		return nil, err
@@ -121,9 +124,11 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 			return err
 		}
 		pre = append(pre, image.Process{PID: pid, FDs: fds})
-		if _, err := d.collectVMAs(pid); err != nil {
+		vmas, err := d.collectVMAs(pid)
+		if err != nil {
 			return err
 		}
+		d.reserved[pid] = reservePages(pid, vmas)
 	}
 	if err := checkPeers(pre); err != nil {
 		return err
@@ -198,7 +203,8 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 			d.meta.Processes = append(d.meta.Processes, *proc)
 			p := &d.meta.Processes[len(d.meta.Processes)-1]
 			var r []pageRun
-			r, err = d.readPages(m, p.VMAs)
+			r, err = d.readPagesInto(m, p.VMAs, d.reserved[mb.pid])
+			delete(d.reserved, mb.pid)
 			runs = append(runs, procRuns{pid: mb.pid, runs: r})
 		}
 		m.Close()

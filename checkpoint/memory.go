@@ -133,15 +133,11 @@ const chunkPages = 2048 // 8 MiB
 // noScan is set once PAGEMAP_SCAN turned out to be missing.
 var noScan atomic.Bool
 
-// readPages reads the pages of every private mapping that must travel:
+// readPagesInto reads the pages of every private mapping that must travel:
 // present or swapped pages of anonymous memory that are not zero, and the
-// pages of private file mappings that differ from the file (anonymous copies).
-func (d *dumper) readPages(m *mem.Process, vmas []image.VMA) ([]pageRun, error) {
-	return d.readPagesInto(m, vmas, nil)
-}
-
-// readPagesInto is readPages reading into pb, a buffer from reservePages,
-// when it is large enough, and into a new one otherwise (pb may be nil).
+// pages of private file mappings that differ from the file (anonymous
+// copies). It reads into pb, a buffer from reservePages, when that is large
+// enough, and into a new one otherwise (pb may be nil).
 //
 // It is what the process is frozen for, so it is built for speed: the pages
 // are found with PAGEMAP_SCAN (or the page map) and read into one buffer,

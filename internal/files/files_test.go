@@ -309,4 +309,3 @@ func TestEpoll(t *testing.T) {
 		t.Fatalf("recreated epoll has %d targets", len(got.Targets))
 	}
 }
-

@@ -1,7 +1,6 @@
 package files
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -179,5 +178,3 @@ func readNow(t *testing.T, fd int, max int) []byte {
 func setNonblock(t *testing.T, fd int) {
 	must(t, unix.SetNonblock(fd, true))
 }
-
-var _ = bytes.Equal

@@ -308,7 +308,8 @@ func resolveHandle(pid int, mounts []string, typ int32, handle []byte) string {
 	}
 	root := "/proc/" + strconv.Itoa(pid) + "/root"
 	for _, mp := range mounts {
-		mfd, err := unix.Open(root+mp, unix.O_PATH|unix.O_CLOEXEC, 0)
+		// Not O_PATH: open_by_handle_at refuses an O_PATH mount fd (EBADF).
+		mfd, err := unix.Open(root+mp, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}

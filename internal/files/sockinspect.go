@@ -78,6 +78,11 @@ func (in *inspector) unixSocket(d *Desc, s *Socket) error {
 		return nil
 	case tcpEstablished:
 		s.State = StateConnected
+		// A datagram socket others connected to shows ESTABLISHED too:
+		// it is connected only with a peer of its own.
+		if s.Type == unix.SOCK_DGRAM && u.Peer == 0 {
+			s.State = StateUnconnected
+		}
 	default:
 		s.State = StateUnconnected
 	}

@@ -2,9 +2,10 @@
 //
 // Reads use process_vm_readv with large iovecs (fast) and fall back to
 // /proc/PID/mem, which can also read pages the process itself cannot
-// (PROT_NONE). Writes go through /proc/PID/mem, which a tracer may use to
-// write into read-only private mappings, so restore can map every region
-// with its final protection at once.
+// (PROT_NONE). Writes likewise use process_vm_writev and fall back to
+// /proc/PID/mem, which a tracer may use to write into read-only private
+// mappings, so restore can map every region with its final protection at
+// once.
 package mem
 
 import (
@@ -112,9 +113,22 @@ func (p *Process) Read(addr uint64, buf []byte) error {
 	return nil
 }
 
-// Write writes data into the process's memory at addr through /proc/PID/mem.
-// The caller must be the process's tracer to write into read-only mappings.
+// Write writes data into the process's memory at addr. It uses
+// process_vm_writev (fast, but only into mappings the process itself may
+// write) and, for what that cannot write, /proc/PID/mem, through which the
+// process's tracer may also write into read-only mappings.
 func (p *Process) Write(addr uint64, data []byte) error {
+	for len(data) > 0 {
+		local := []unix.Iovec{{Base: &data[0]}}
+		local[0].SetLen(len(data))
+		remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(data)}}
+		n, err := unix.ProcessVMWritev(p.PID, local, remote, 0)
+		if err != nil || n <= 0 {
+			break
+		}
+		data = data[n:]
+		addr += uint64(n)
+	}
 	for len(data) > 0 {
 		n, err := p.mem.WriteAt(data, int64(addr))
 		if err != nil {
