@@ -31,11 +31,21 @@ import (
 type Options struct {
 	// LeaveRunning resumes the process after the dump instead of killing it.
 	LeaveRunning bool
+	// Dirty, when set, makes this dump the last round of a pre-copy: only
+	// the pages it reports written since the previous round are dumped
+	// (with zero runs where pages became zero or were given back).
+	Dirty DirtyFunc
+	// Handoff, when set, is called once the image is written, with the
+	// tree still frozen: it is the commit point of a migration. When it
+	// returns nil the tree is killed; otherwise the tree is resumed and
+	// Dump returns Handoff's error. Not used with LeaveRunning.
+	Handoff func(ctx context.Context) error
 }
 
 // Stats describe a finished dump.
 type Stats struct {
 	FrozenTime time.Duration // from the first thread stopped to the last resumed (or killed)
+	FrozenAt   time.Time     // when the first thread was stopped
 	TotalTime  time.Duration
 	Pages      uint64 // pages stored with data
 	ZeroPages  uint64 // zero pages found (stored as zero runs or dropped)
@@ -128,7 +138,9 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		d.reserved[pid] = reservePages(pid, vmas)
+		if d.opts.Dirty == nil {
+			d.reserved[pid] = reservePages(pid, vmas)
+		}
 	}
 	if err := checkPeers(pre); err != nil {
 		return err
@@ -143,6 +155,7 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 	var members []*member
 	known := map[int]bool{}
 	frozenAt := time.Now()
+	d.stats.FrozenAt = frozenAt
 	resumed := false
 	defer func() {
 		if !resumed {
@@ -203,7 +216,17 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 			d.meta.Processes = append(d.meta.Processes, *proc)
 			p := &d.meta.Processes[len(d.meta.Processes)-1]
 			var r []pageRun
-			r, err = d.readPagesInto(m, p.VMAs, d.reserved[mb.pid])
+			var dirty []PageRange
+			tracked := false
+			if d.opts.Dirty != nil {
+				dirty, tracked, err = d.opts.Dirty(mb.pid)
+				if err != nil {
+					err = &fault.Error{Code: fault.CodeDumpFailed, Op: "dirty pages", PID: mb.pid, Err: err}
+				}
+			}
+			if err == nil {
+				r, err = d.readDirtyPagesInto(m, p.VMAs, d.reserved[mb.pid], dirty, tracked)
+			}
 			delete(d.reserved, mb.pid)
 			runs = append(runs, procRuns{pid: mb.pid, runs: r})
 		}
@@ -237,6 +260,11 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 	}
 	if err := d.write(w, runs); err != nil {
 		return err
+	}
+	if d.opts.Handoff != nil {
+		if err := d.opts.Handoff(ctx); err != nil {
+			return err // the deferred thaw resumes the tree
+		}
 	}
 	resumed = true
 	if err := d.kill(members); err != nil {

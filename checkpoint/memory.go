@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -122,7 +123,9 @@ type extent struct {
 	addr  uint64
 	pages int
 	vma   int  // index in the mappings
-	file  bool // of a private file mapping: zero pages are kept as zero runs
+	file  bool // of a private file mapping
+	// keepZero keeps zero pages as zero runs (file mappings, pre-copy)
+	keepZero bool
 	zero  bool // the shared zero page: not read
 	off   int  // where its data goes in the buffer (pages read)
 }
@@ -146,9 +149,23 @@ var noScan atomic.Bool
 // one worker per CPU (at most 4), which also find the zero pages. The runs
 // returned point into that buffer: nothing is copied.
 func (d *dumper) readPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBuf) ([]pageRun, error) {
+	return d.readDirtyPagesInto(m, vmas, pb, nil, false)
+}
+
+// readDirtyPagesInto is readPagesInto reading, when clip is set, only the
+// pages inside dirty: the last round of a pre-copy. Zero pages and pages of
+// anonymous mappings given back then travel as zero runs, so that they
+// replace what an earlier round sent.
+func (d *dumper) readDirtyPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBuf, dirty []PageRange, clip bool) ([]pageRun, error) {
 	exts, total, err := planPages(m, vmas)
 	if err != nil {
 		return nil, &fault.Error{Code: fault.CodeDumpFailed, Op: "dump", PID: m.PID, Msg: "read the page map", Err: err}
+	}
+	var dropped []pageRun
+	if clip {
+		dirty = normalize(dirty)
+		dropped = droppedRuns(vmas, exts, dirty)
+		exts, total = clipExtents(exts, dirty)
 	}
 	var buf []byte
 	if pb != nil && len(pb.data) >= total {
@@ -165,7 +182,7 @@ func (d *dumper) readPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBuf) ([
 		v := &vmas[e.vma]
 		n := uint64(e.pages)
 		switch {
-		case e.zero && e.file:
+		case e.zero && e.keepZero:
 			runs = append(runs, pageRun{addr: e.addr, count: e.pages})
 			v.Pages += n
 			d.stats.ZeroPages += n
@@ -174,9 +191,18 @@ func (d *dumper) readPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBuf) ([
 		default:
 			first := e.off / mem.PageSize
 			runs = appendZeroRuns(runs, e.addr, buf[e.off:e.off+e.pages*mem.PageSize], zero[first:first+e.pages],
-				e.file, &v.Pages, &d.stats.ZeroPages)
+				e.keepZero, &v.Pages, &d.stats.ZeroPages)
 		}
 	}
+	for _, r := range dropped {
+		for i := range vmas {
+			if vmas[i].Start <= r.addr && r.addr < vmas[i].End {
+				vmas[i].Pages += uint64(r.count)
+			}
+		}
+		runs = append(runs, r)
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].addr < runs[j].addr })
 	for i := range runs {
 		runs[i].buf = pb
 	}
@@ -221,7 +247,7 @@ func planPages(m *mem.Process, vmas []image.VMA) ([]extent, int, error) {
 			exts[k].addr+uint64(exts[k].pages)*mem.PageSize == addr {
 			exts[k].pages += pages
 		} else {
-			exts = append(exts, extent{addr: addr, pages: pages, vma: vma, file: file, zero: zero, off: total})
+			exts = append(exts, extent{addr: addr, pages: pages, vma: vma, file: file, keepZero: file, zero: zero, off: total})
 		}
 		if !zero {
 			total += pages * mem.PageSize

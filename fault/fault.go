@@ -36,6 +36,9 @@ const (
 	CodeDumpFailed      Code = "dump-failed"
 	CodeInvalidArgument Code = "invalid-argument"
 	CodeIO              Code = "io"
+	CodeConnection      Code = "connection-lost"  // the migration's connection broke
+	CodeAuth            Code = "authentication"   // TLS handshake or certificate refused
+	CodeMigration       Code = "migration-failed" // the other side reported a failure
 )
 
 // Sentinels for errors.Is. An *Error matches the sentinel of its Code.
@@ -50,6 +53,9 @@ var (
 	ErrKernel        = &Error{Code: CodeKernel, Msg: "kernel feature missing"}
 	ErrExited        = &Error{Code: CodeProcessExited, Msg: "process exited"}
 	ErrInvalid       = &Error{Code: CodeInvalidArgument, Msg: "invalid argument"}
+	ErrConnection    = &Error{Code: CodeConnection, Msg: "connection lost"}
+	ErrAuth          = &Error{Code: CodeAuth, Msg: "authentication failed"}
+	ErrMigration     = &Error{Code: CodeMigration, Msg: "migration failed"}
 )
 
 // Error is a structured godwit error. Zero fields are omitted from the message.

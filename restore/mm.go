@@ -232,6 +232,11 @@ const atFDCWD = uint64(0xffffffffffffff9c)
 
 // writePages streams the image's page records into the processes.
 func (rs *tree) writePages(ctx context.Context) error {
+	if rs.opts.Pages != nil {
+		if err := rs.writeSentPages(ctx); err != nil {
+			return err
+		}
+	}
 	zero := make([]byte, image.MaxPagesPerRecord*image.PageSize)
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
@@ -275,6 +280,37 @@ func (rs *tree) writePages(ctx context.Context) error {
 			return p.fail("write pages", err)
 		}
 	}
+}
+
+// writeSentPages writes the pages sent ahead of the image, clipped to the
+// private mappings of each process.
+func (rs *tree) writeSentPages(ctx context.Context) error {
+	for _, p := range rs.procs {
+		if p.proc == nil {
+			continue
+		}
+		err := rs.opts.Pages.Pages(p.proc.PID, func(addr uint64, data []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			end := addr + uint64(len(data))
+			for i := range p.proc.VMAs {
+				v := &p.proc.VMAs[i]
+				if v.End <= addr || v.Start >= end || (v.Kind != image.VMAAnon && v.Kind != image.VMAFile) {
+					continue
+				}
+				s, e := max(v.Start, addr), min(v.End, end)
+				if err := p.mem.Write(s, data[s-addr:e-addr]); err != nil {
+					return p.fail("write pages sent ahead", err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // restoreMM sets the mm fields: code/data/brk/stack/arg/env ranges, auxv

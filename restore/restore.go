@@ -39,6 +39,22 @@ type Options struct {
 	// a user without CAP_CHECKPOINT_RESTORE restores, and the default for
 	// a caller that is not root.
 	UserNS bool
+	// Pages, when set, holds pages sent ahead of the image (the rounds of a
+	// pre-copy). They are written first; the image's own pages, newer,
+	// replace them. Pages outside the image's private mappings are ignored.
+	Pages PageSource
+	// BeforeResume, when set, is called once every process is whole and
+	// still stopped, just before they are let go: the destination's side
+	// of a migration's commit point. When it returns an error the restore
+	// is undone and Restore returns that error.
+	BeforeResume func(ctx context.Context, res *Result) error
+}
+
+// PageSource holds pages of processes, by pid.
+type PageSource interface {
+	// Pages calls fn for every run of pages held for pid, in any order;
+	// data is a whole number of pages and is only valid during the call.
+	Pages(pid int, fn func(addr uint64, data []byte) error) error
 }
 
 // Result describes a restored process.
@@ -87,7 +103,7 @@ func Restore(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	t := &tree{meta: meta, ir: ir, res: res, userns: opts.UserNS}
+	t := &tree{meta: meta, ir: ir, res: res, userns: opts.UserNS, opts: opts}
 	err = ptrace.Run(func() error { return t.run(ctx) })
 	t.removeGhosts()
 	t.closeObjects()

@@ -41,6 +41,7 @@ type tree struct {
 	chanGodwit *os.File      // godwit's end of the descriptor channel
 	chanFD     int           // the processes' end, at the same number in each
 	pending    *image.Record // a record read ahead
+	opts       Options
 }
 
 // restorer rebuilds one process of the tree.
@@ -133,6 +134,12 @@ func (t *tree) run(ctx context.Context) (err error) {
 			if err := step(rs); err != nil {
 				return err
 			}
+		}
+	}
+	if t.opts.BeforeResume != nil {
+		t.res.PID = root.pid
+		if err := t.opts.BeforeResume(ctx, t.res); err != nil {
+			return err
 		}
 	}
 	if err := root.releaseStub(); err != nil {

@@ -1,0 +1,155 @@
+package checkpoint
+
+import (
+	"runtime"
+	"sort"
+
+	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/mem"
+)
+
+// PageRange is a run of Pages pages starting at Addr.
+type PageRange struct {
+	Addr  uint64
+	Pages int
+}
+
+// End is the address just past the range.
+func (r PageRange) End() uint64 { return r.Addr + uint64(r.Pages)*mem.PageSize }
+
+// DirtyFunc tells, for a process of the frozen tree, which of its pages
+// were written since its memory was last sent (pre-copy). With tracked
+// false the process was not tracked and all its pages are dumped.
+type DirtyFunc func(pid int) (dirty []PageRange, tracked bool, err error)
+
+// normalize sorts ranges and merges those that touch.
+func normalize(rs []PageRange) []PageRange {
+	rs = append([]PageRange(nil), rs...)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Addr < rs[j].Addr })
+	out := rs[:0]
+	for _, r := range rs {
+		if r.Pages <= 0 {
+			continue
+		}
+		if k := len(out) - 1; k >= 0 && out[k].End() >= r.Addr {
+			if e := r.End(); e > out[k].End() {
+				out[k].Pages = int((e - out[k].Addr) / mem.PageSize)
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// clipExtents keeps of exts only the pages inside dirty (sorted, merged),
+// recomputing every extent's offset; it returns the bytes the kept extents
+// need. Every kept extent keeps its zero pages as zero runs, so that they
+// replace what an earlier round sent.
+func clipExtents(exts []extent, dirty []PageRange) ([]extent, int) {
+	var out []extent
+	total := 0
+	j := 0
+	for _, e := range exts {
+		eEnd := e.addr + uint64(e.pages)*mem.PageSize
+		for j < len(dirty) && dirty[j].End() <= e.addr {
+			j++
+		}
+		for k := j; k < len(dirty) && dirty[k].Addr < eEnd; k++ {
+			start, end := max(e.addr, dirty[k].Addr), min(eEnd, dirty[k].End())
+			if start >= end {
+				continue
+			}
+			c := e
+			c.addr = start
+			c.pages = int((end - start) / mem.PageSize)
+			c.keepZero = true
+			c.off = total
+			if !c.zero {
+				total += c.pages * mem.PageSize
+			}
+			out = append(out, c)
+		}
+	}
+	return out, total
+}
+
+// droppedRuns lists the dirty pages of anonymous mappings that hold nothing
+// now (given back with MADV_DONTNEED, or never touched after a remap): zero
+// runs, so that the destination forgets what an earlier round sent there.
+// exts are the present pages, sorted.
+func droppedRuns(vmas []image.VMA, exts []extent, dirty []PageRange) []pageRun {
+	var runs []pageRun
+	for _, v := range vmas {
+		if v.Kind != image.VMAAnon {
+			continue
+		}
+		for _, d := range dirty {
+			start, end := max(v.Start, d.Addr), min(v.End, d.End())
+			for start < end {
+				// Skip what is present.
+				next := end
+				covered := false
+				for _, e := range exts {
+					eEnd := e.addr + uint64(e.pages)*mem.PageSize
+					if e.addr <= start && start < eEnd {
+						start = eEnd
+						covered = true
+						break
+					}
+					if e.addr > start && e.addr < next {
+						next = e.addr
+					}
+				}
+				if covered {
+					continue
+				}
+				runs = append(runs, pageRun{addr: start, count: int((next - start) / mem.PageSize)})
+				start = next
+			}
+		}
+	}
+	return runs
+}
+
+// ReadDirty reads, from the running process pid, the pages inside dirty
+// that an image of it would hold (a pre-copy round): present pages of its
+// private mappings that differ from their file, zero runs (data nil) for
+// pages that became zero or were given back. fn is called for each run in
+// address order; data is only valid during the call. The process is not
+// stopped: a page written while it is read is reported dirty again by the
+// next round.
+func ReadDirty(pid int, dirty []PageRange, fn func(addr uint64, count int, data []byte) error) (*Stats, error) {
+	d := &dumper{pid: pid, blobIDs: map[[2]uint64]int{}}
+	vmas, err := d.collectVMAs(pid)
+	if err != nil {
+		return nil, err
+	}
+	m, err := mem.Open(pid, false)
+	if err != nil {
+		return nil, &fault.Error{Code: fault.CodeNoProcess, Op: "read pages", PID: pid, Err: err}
+	}
+	defer m.Close()
+	runs, err := d.readDirtyPagesInto(m, vmas, nil, dirty, true)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		if r.data != nil {
+			d.stats.Pages += uint64(r.count)
+		}
+		if err := fn(r.addr, r.count, r.data); err != nil {
+			return nil, err
+		}
+	}
+	runtime.KeepAlive(runs)
+	return &d.stats, nil
+}
+
+// Tree lists pid and its descendants, parents first, as a dump would find
+// them now.
+func Tree(pid int) ([]int, error) {
+	d := &dumper{pid: pid}
+	return d.discover(nil)
+}

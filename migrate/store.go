@@ -1,0 +1,142 @@
+package migrate
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/godwit-dev/godwit/image"
+)
+
+// store is the destination's page store: every page sent by a pre-copy
+// round, once, the newest copy winning. It serves restore.PageSource.
+type store struct {
+	mu    sync.Mutex
+	limit int64 // bytes of page data it may hold; 0: no limit
+	procs map[int]map[uint64]int32
+	slabs [][]byte // page data, slabPages pages each
+	used  int      // slots used
+	free  []int32  // slots freed by zero pages that replaced data
+	bytes int64    // page data received (including pages sent again)
+	again int64    // pages received that replaced an earlier copy
+}
+
+const (
+	slabPages = 512 // 2 MiB
+	zeroSlot  = -1
+)
+
+// errNoMemory is returned when the store would grow past its limit.
+var errNoMemory = fmt.Errorf("the destination's page store is full")
+
+func newStore(limit int64) *store {
+	return &store{limit: limit, procs: map[int]map[uint64]int32{}}
+}
+
+// put stores a frame's pages.
+func (s *store) put(f *pageFrame) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pages := s.procs[f.pid]
+	if pages == nil {
+		pages = map[uint64]int32{}
+		s.procs[f.pid] = pages
+	}
+	for i := 0; i < f.count; i++ {
+		addr := f.addr + uint64(i)*image.PageSize
+		slot, had := pages[addr]
+		if had {
+			s.again++
+		}
+		if f.zero {
+			if had && slot != zeroSlot {
+				s.free = append(s.free, slot)
+			}
+			pages[addr] = zeroSlot
+			continue
+		}
+		s.bytes += image.PageSize
+		if !had || slot == zeroSlot {
+			var err error
+			if slot, err = s.alloc(); err != nil {
+				return err
+			}
+			pages[addr] = slot
+		}
+		copy(s.page(slot), f.data[i*image.PageSize:(i+1)*image.PageSize])
+	}
+	return nil
+}
+
+func (s *store) alloc() (int32, error) {
+	if n := len(s.free); n > 0 {
+		slot := s.free[n-1]
+		s.free = s.free[:n-1]
+		return slot, nil
+	}
+	if s.used%slabPages == 0 {
+		if s.limit > 0 && int64(len(s.slabs)+1)*slabPages*image.PageSize > s.limit {
+			return 0, errNoMemory
+		}
+		s.slabs = append(s.slabs, make([]byte, slabPages*image.PageSize))
+	}
+	slot := int32(s.used)
+	s.used++
+	return slot, nil
+}
+
+func (s *store) page(slot int32) []byte {
+	slab := s.slabs[slot/slabPages]
+	off := int(slot%slabPages) * image.PageSize
+	return slab[off : off+image.PageSize]
+}
+
+// held is the number of pages the store holds with data.
+func (s *store) held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used - len(s.free)
+}
+
+// Pages implements restore.PageSource: runs of consecutive pages, zero
+// pages as zeroes.
+func (s *store) Pages(pid int, fn func(addr uint64, data []byte) error) error {
+	s.mu.Lock()
+	pages := s.procs[pid]
+	addrs := make([]uint64, 0, len(pages))
+	for a := range pages {
+		addrs = append(addrs, a)
+	}
+	s.mu.Unlock()
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
+	buf := make([]byte, 0, image.MaxPagesPerRecord*image.PageSize)
+	start := uint64(0)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		err := fn(start, buf)
+		buf = buf[:0]
+		return err
+	}
+	var zero [image.PageSize]byte
+	for _, a := range addrs {
+		if len(buf) > 0 && (a != start+uint64(len(buf)) || len(buf) == cap(buf)) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if len(buf) == 0 {
+			start = a
+		}
+		s.mu.Lock()
+		slot := pages[a]
+		if slot == zeroSlot {
+			buf = append(buf, zero[:]...)
+		} else {
+			buf = append(buf, s.page(slot)...)
+		}
+		s.mu.Unlock()
+	}
+	return flush()
+}
