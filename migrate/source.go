@@ -14,6 +14,7 @@ import (
 	"github.com/godwit-dev/godwit/checkpoint"
 	"github.com/godwit-dev/godwit/fault"
 	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/mem"
 )
 
 // Session is one connection to the other side, carrying streams: what
@@ -469,5 +470,31 @@ type tracker interface {
 
 // newTracker starts dirty-page tracking of pid.
 var newTracker = func(pid int) (tracker, error) {
-	return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "pre-copy", PID: pid, Msg: "dirty-page tracking is not built yet"}
+	t, err := mem.Track(pid)
+	if err != nil {
+		code := fault.CodeDumpFailed
+		if errors.Is(err, mem.ErrNoWPAsync) {
+			code = fault.CodeKernel
+		}
+		return nil, &fault.Error{Code: code, Op: "pre-copy: track dirty pages", PID: pid, Err: err,
+			Remedy: "migrate with --precopy off"}
+	}
+	return memTracker{t}, nil
 }
+
+// memTracker adapts mem.Tracker.
+type memTracker struct{ t *mem.Tracker }
+
+func (m memTracker) Dirty() ([]checkpoint.PageRange, error) {
+	rs, err := m.t.Dirty()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]checkpoint.PageRange, len(rs))
+	for i, r := range rs {
+		out[i] = checkpoint.PageRange{Addr: r.Addr, Pages: r.Size / image.PageSize}
+	}
+	return out, nil
+}
+
+func (m memTracker) Close() error { return m.t.Close() }
