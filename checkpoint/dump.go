@@ -31,10 +31,20 @@ import (
 type Options struct {
 	// LeaveRunning resumes the process after the dump instead of killing it.
 	LeaveRunning bool
+	// ShellJob dumps descriptors of the terminal the tree runs on (one
+	// pseudo-terminal, /dev/pts/N) and its controlling-terminal relations,
+	// for a restore that attaches them to its own terminal. Without it such
+	// descriptors are refused.
+	ShellJob bool
 	// Dirty, when set, makes this dump the last round of a pre-copy: only
 	// the pages it reports written since the previous round are dumped
 	// (with zero runs where pages became zero or were given back).
 	Dirty DirtyFunc
+	// Lazy, when set, makes this the dump of a post-copy: the pages of
+	// anonymous private mappings are left out of the image and Lazy is
+	// told, per process, which of them are present (to be fetched from the
+	// frozen tree during Handoff). Not with Dirty.
+	Lazy func(pid int, present []PageRange) error
 	// Handoff, when set, is called once the image is written, with the
 	// tree still frozen: it is the commit point of a migration. When it
 	// returns nil the tree is killed; otherwise the tree is resumed and
@@ -77,6 +87,9 @@ func Dump(ctx context.Context, pid int, w io.Writer, opts Options) (*Stats, erro
 	start := time.Now()
 	if pid <= 0 {
 		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", Msg: "pid must be positive"}
+	}
+	if opts.Lazy != nil && (opts.Dirty != nil || opts.LeaveRunning || opts.Handoff == nil) {
+		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", PID: pid, Msg: "a post-copy dump needs a handoff, and no pre-copy or leave-running"}
 	}
 	d := &dumper{pid: pid, opts: opts, blobIDs: map[[2]uint64]int{}, reserved: map[int]*pageBuf{}}
 	err := ptrace.Run(func() error { return d.run(ctx, w) })
@@ -138,7 +151,7 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		if d.opts.Dirty == nil {
+		if d.opts.Dirty == nil && d.opts.Lazy == nil {
 			d.reserved[pid] = reservePages(pid, vmas)
 		}
 	}

@@ -126,8 +126,8 @@ type extent struct {
 	file  bool // of a private file mapping
 	// keepZero keeps zero pages as zero runs (file mappings, pre-copy)
 	keepZero bool
-	zero  bool // the shared zero page: not read
-	off   int  // where its data goes in the buffer (pages read)
+	zero     bool // the shared zero page: not read
+	off      int  // where its data goes in the buffer (pages read)
 }
 
 // Reading is split into chunks of this many pages, handed out to workers.
@@ -166,6 +166,13 @@ func (d *dumper) readDirtyPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBu
 		dirty = normalize(dirty)
 		dropped = droppedRuns(vmas, exts, dirty)
 		exts, total = clipExtents(exts, dirty)
+	}
+	if d.opts.Lazy != nil {
+		var lazy []PageRange
+		exts, total, lazy = splitLazy(exts, vmas)
+		if err := d.opts.Lazy(m.PID, lazy); err != nil {
+			return nil, err
+		}
 	}
 	var buf []byte
 	if pb != nil && len(pb.data) >= total {

@@ -153,3 +153,26 @@ func Tree(pid int) ([]int, error) {
 	d := &dumper{pid: pid}
 	return d.discover(nil)
 }
+
+// splitLazy takes out of exts the pages of anonymous mappings, which a
+// post-copy leaves behind to be fetched on demand, and returns them as
+// ranges, with the remaining extents and the bytes they need.
+func splitLazy(exts []extent, vmas []image.VMA) ([]extent, int, []PageRange) {
+	var keep []extent
+	var lazy []PageRange
+	total := 0
+	for _, e := range exts {
+		if vmas[e.vma].Kind == image.VMAAnon {
+			if !e.zero {
+				lazy = append(lazy, PageRange{Addr: e.addr, Pages: e.pages})
+			}
+			continue
+		}
+		e.off = total
+		if !e.zero {
+			total += e.pages * mem.PageSize
+		}
+		keep = append(keep, e)
+	}
+	return keep, total, normalize(lazy)
+}

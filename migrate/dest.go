@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
 	"time"
 
 	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/internal/procfs"
 	"github.com/godwit-dev/godwit/restore"
 )
 
@@ -94,7 +96,7 @@ func (r *receiver) run(ctx context.Context) (*Received, error) {
 	}
 	if hello.Type != msgHello || hello.Version != Version {
 		return nil, &fault.Error{Code: fault.CodeMigration, Op: "hello",
-			Msg: fmt.Sprintf("protocol %q version %d, this godwit speaks version %d", hello.Type, hello.Version, Version),
+			Msg:    fmt.Sprintf("protocol %q version %d, this godwit speaks version %d", hello.Type, hello.Version, Version),
 			Remedy: "run the same godwit version on both hosts"}
 	}
 	r.hello = hello
@@ -195,6 +197,8 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 		commitTimeout = time.Minute
 	}
 	rec.Pages = r.store.held()
+	var pc *postcopy
+	var lazy lazyRanges
 	opts := restore.Options{UserNS: r.srv.UserNS, BeforeResume: func(ctx context.Context, res *restore.Result) error {
 		if err := writeMessage(r.ctl, &message{Type: msgReady, PID: res.PID, NamespacePID: res.NamespacePID}); err != nil {
 			return connError("tell the source the tree is ready", err)
@@ -203,11 +207,37 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 		if err != nil {
 			return err
 		}
+		if m.Type == msgLazy && pc != nil {
+			lazy = m.Lazy
+			if m, err = r.next(ctx, commitTimeout); err != nil {
+				return err
+			}
+		}
 		if m.Type != msgCommit {
 			return &fault.Error{Code: fault.CodeMigration, Op: "commit", Msg: "the source did not commit: " + m.Type + " " + m.Reason}
 		}
-		return runAction(ctx, r.srv.ActionScript, ActionNetworkUnlock, res.PID)
+		if err := runAction(ctx, r.srv.ActionScript, ActionNetworkUnlock, res.PID); err != nil {
+			return err
+		}
+		if pc != nil {
+			return pc.start(ctx, r.sess, lazy)
+		}
+		return nil
 	}}
+	if r.hello.Postcopy {
+		if r.srv.UserNS {
+			return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "post-copy",
+				Msg:    "a rootless destination has only a user-mode userfaultfd, which cannot serve faults taken inside the kernel",
+				Remedy: "run godwit serve as root, or migrate with pre-copy"}
+		}
+		pc = &postcopy{procs: map[int]*lazyProc{}}
+		opts.Lazy = pc.adopt
+	}
+	defer func() {
+		if pc != nil && pc.done == nil {
+			pc.closeAll()
+		}
+	}()
 	if rec.Rounds > 0 {
 		opts.Pages = r.store
 	}
@@ -221,8 +251,50 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 		RestoreMS: float64(res.Duration) / float64(time.Millisecond)}); err != nil {
 		r.log.Warn("the source was not told the tree runs", "err", err)
 	}
+	if pc != nil {
+		if err := r.finishPostcopy(ctx, pc, res.PID); err != nil {
+			return nil, err
+		}
+	}
 	r.log.Info("migration done", "source_pid", r.hello.PID, "pid", res.PID, "restore", res.Duration)
 	runAction(ctx, r.srv.ActionScript, ActionPostRestore, res.PID)
 	notifyApp(ctx, res.PID, "post-migrate", 5*time.Second)
 	return rec, nil
+}
+
+// finishPostcopy waits until every page of a post-copy is in, then closes
+// the userfaultfds and tells the source. If the pages cannot all arrive,
+// the restored tree cannot go on: it is killed.
+func (r *receiver) finishPostcopy(ctx context.Context, pc *postcopy, root int) error {
+	var err error
+	select {
+	case <-pc.done:
+		select {
+		case err = <-pc.fail:
+		default:
+		}
+	case err = <-pc.fail:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		killTree(root)
+		pc.closeAll()
+		return &fault.Error{Code: fault.CodeMigration, Op: "post-copy", PID: root, Err: err,
+			Msg: "pages could not be fetched from the source; the restored tree was killed"}
+	}
+	pc.closeAll()
+	if err := writeMessage(r.ctl, &message{Type: msgPostcopyDone}); err != nil {
+		r.log.Warn("the source was not told the post-copy is done", "err", err)
+	}
+	return nil
+}
+
+// killTree kills pid and its descendants.
+func killTree(pid int) {
+	kids, _ := procfs.Children(pid)
+	unix.Kill(pid, unix.SIGKILL)
+	for _, k := range kids {
+		killTree(k)
+	}
 }

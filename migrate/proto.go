@@ -44,6 +44,9 @@ const (
 	msgAbort   = "abort"
 	msgRunning = "running"
 	msgError   = "error"
+	// post-copy
+	msgLazy         = "lazy"          // source: the pages left behind, per pid
+	msgPostcopyDone = "postcopy-done" // destination: every page is in
 )
 
 // message is one control message. Only the fields of its Type are set.
@@ -56,8 +59,10 @@ type message struct {
 	Round   int    `json:"round,omitempty"`
 	Mode    string `json:"mode,omitempty"` // stop-and-copy, pre-copy, ...
 	// TCP says what the source does with established TCP connections.
-	TCP string `json:"tcp,omitempty"`
+	TCP      string `json:"tcp,omitempty"`
+	Postcopy bool   `json:"postcopy,omitempty"`
 
+	Lazy         lazyRanges   `json:"lazy,omitempty"`
 	NamespacePID int          `json:"ns_pid,omitempty"`
 	RestoreMS    float64      `json:"restore_ms,omitempty"`
 	Error        *fault.Error `json:"error,omitempty"`

@@ -52,6 +52,10 @@ type Options struct {
 	// ReadyTimeout bounds how long the frozen source waits for the
 	// destination to rebuild the tree; zero means 2 minutes.
 	ReadyTimeout time.Duration
+	// Postcopy resumes the tree on the destination before its anonymous
+	// memory has arrived; the pages follow in the background and on
+	// demand. Not with pre-copy rounds (Precopy is ignored).
+	Postcopy bool
 	// Progress, when set, is called after every round.
 	Progress func(Round)
 }
@@ -71,19 +75,21 @@ type Round struct {
 
 // Report describes a finished (or failed) migration.
 type Report struct {
-	PID          int           `json:"pid"`      // the source root
-	DestPID      int           `json:"dest_pid"` // the root as the destination sees it
-	Mode         string        `json:"mode"`
-	Rounds       []Round       `json:"rounds"`
-	Bytes        int64         `json:"bytes"` // everything sent
-	PagesTwice   uint64        `json:"pages_sent_again"`
-	Total        time.Duration `json:"total_ns"`
-	Downtime     time.Duration `json:"downtime_ns"` // freeze to the destination's resume
-	Frozen       time.Duration `json:"frozen_ns"`   // freeze to kill of the source
-	RestoreTime  time.Duration `json:"restore_ns"`  // the destination's restore
-	Committed    bool          `json:"committed"`
-	Warnings     []string      `json:"warnings,omitempty"`
-	SourceResume bool          `json:"source_resumed,omitempty"` // the migration failed and the source runs on
+	PID         int           `json:"pid"`      // the source root
+	DestPID     int           `json:"dest_pid"` // the root as the destination sees it
+	Mode        string        `json:"mode"`
+	Rounds      []Round       `json:"rounds"`
+	Bytes       int64         `json:"bytes"` // everything sent
+	PagesTwice  uint64        `json:"pages_sent_again"`
+	Total       time.Duration `json:"total_ns"`
+	Downtime    time.Duration `json:"downtime_ns"` // freeze to the destination's resume
+	Frozen      time.Duration `json:"frozen_ns"`   // freeze to kill of the source
+	RestoreTime time.Duration `json:"restore_ns"`  // the destination's restore
+	Committed   bool          `json:"committed"`
+	// PostcopyFaults is how many pages the destination asked for.
+	PostcopyFaults uint64   `json:"postcopy_faults,omitempty"`
+	Warnings       []string `json:"warnings,omitempty"`
+	SourceResume   bool     `json:"source_resumed,omitempty"` // the migration failed and the source runs on
 }
 
 // countWriter counts what goes through it.
@@ -165,7 +171,7 @@ func (s *source) run(ctx context.Context) error {
 	}
 	go s.readControl()
 	host, _ := os.Hostname()
-	if err := s.send(&message{Type: msgHello, Version: Version, PID: s.pid, Host: host, TCP: s.opts.TCP}); err != nil {
+	if err := s.send(&message{Type: msgHello, Version: Version, PID: s.pid, Host: host, TCP: s.opts.TCP, Postcopy: s.opts.Postcopy}); err != nil {
 		return err
 	}
 	m, err := s.expect(ctx, 30*time.Second, msgWelcome)
@@ -179,7 +185,7 @@ func (s *source) run(ctx context.Context) error {
 	if err := runAction(ctx, s.opts.ActionScript, "pre-dump", s.pid); err != nil {
 		return err
 	}
-	if s.opts.Precopy != PrecopyOff {
+	if s.opts.Precopy != PrecopyOff && !s.opts.Postcopy {
 		if err := s.precopy(ctx); err != nil {
 			return err
 		}
@@ -415,6 +421,14 @@ func (s *source) final(ctx context.Context) error {
 		}
 	}
 	var ready *message
+	var lazy lazyRanges
+	var runningAt time.Time
+	var postErr error
+	var running *message
+	if s.opts.Postcopy {
+		s.rep.Mode = "post-copy"
+		lazy = lazyRanges{}
+	}
 	bw := bufio.NewWriterSize(countWriter{w: st, n: &s.sent}, 4<<20)
 	opts := checkpoint.Options{Dirty: dirty, Handoff: func(ctx context.Context) error {
 		if err := bw.Flush(); err != nil {
@@ -422,6 +436,11 @@ func (s *source) final(ctx context.Context) error {
 		}
 		if err := st.Close(); err != nil {
 			return connError("send the image", err)
+		}
+		if lazy != nil {
+			if err := s.send(&message{Type: msgLazy, Lazy: lazy}); err != nil {
+				return err
+			}
 		}
 		m, err := s.expect(ctx, s.opts.ReadyTimeout, msgReady)
 		if err != nil {
@@ -434,8 +453,24 @@ func (s *source) final(ctx context.Context) error {
 		}
 		committed = true
 		s.rep.Committed = true
+		if lazy == nil {
+			return nil
+		}
+		// Post-copy: the destination runs the tree now; serve its pages
+		// from the frozen tree until it has them all. Nothing can be
+		// undone from here: on failure the tree is lost.
+		if err := s.servePostcopy(ctx, lazy, func(m *message) { running, runningAt = m, time.Now() }); err != nil {
+			postErr = &fault.Error{Code: fault.CodeMigration, Op: "post-copy", PID: s.pid, Err: err,
+				Msg: "the connection failed after the commit: the tree is lost (the destination kills its copy)"}
+		}
 		return nil
 	}}
+	if lazy != nil {
+		opts.Lazy = func(pid int, present []checkpoint.PageRange) error {
+			lazy[pid] = present
+			return nil
+		}
+	}
 	stats, err := checkpoint.Dump(ctx, s.pid, bw, opts)
 	if err != nil {
 		if !committed {
@@ -448,13 +483,20 @@ func (s *source) final(ctx context.Context) error {
 	s.rep.Rounds = append(s.rep.Rounds, Round{N: len(s.rep.Rounds) + 1, Pages: stats.Pages, Zero: stats.ZeroPages,
 		Bytes: s.sent.Load() - before, Duration: stats.FrozenTime, Final: true})
 	s.rep.DestPID = ready.PID
-	m, err := s.expect(ctx, s.opts.ReadyTimeout, msgRunning)
+	m, err := running, error(nil)
+	if m == nil {
+		m, err = s.expect(ctx, s.opts.ReadyTimeout, msgRunning)
+		runningAt = time.Now()
+	}
 	runAction(ctx, s.opts.ActionScript, "post-dump", s.pid)
+	if postErr != nil {
+		return postErr
+	}
 	if err != nil {
 		s.rep.Warnings = append(s.rep.Warnings, fmt.Sprintf("the destination's confirmation that the tree runs was not received: %v", err))
 		return nil
 	}
-	s.rep.Downtime = time.Since(stats.FrozenAt)
+	s.rep.Downtime = runningAt.Sub(stats.FrozenAt)
 	s.rep.RestoreTime = time.Duration(m.RestoreMS * float64(time.Millisecond))
 	if m.PID != 0 {
 		s.rep.DestPID = m.PID

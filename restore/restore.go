@@ -39,6 +39,10 @@ type Options struct {
 	// a user without CAP_CHECKPOINT_RESTORE restores, and the default for
 	// a caller that is not root.
 	UserNS bool
+	// ShellJob attaches the terminal descriptors of an image dumped as a
+	// shell job to the terminal restore runs on (its stdin when that is a
+	// terminal, else /dev/tty). Without it such an image is refused.
+	ShellJob bool
 	// Pages, when set, holds pages sent ahead of the image (the rounds of a
 	// pre-copy). They are written first; the image's own pages, newer,
 	// replace them. Pages outside the image's private mappings are ignored.
@@ -48,6 +52,11 @@ type Options struct {
 	// of a migration's commit point. When it returns an error the restore
 	// is undone and Restore returns that error.
 	BeforeResume func(ctx context.Context, res *Result) error
+	// Lazy, when set, makes this the restore of a post-copy: every
+	// process gets a userfaultfd, handed to Lazy with its anonymous
+	// mappings just before BeforeResume. Not with UserNS (a user-mode-only
+	// userfaultfd cannot serve faults taken inside the kernel).
+	Lazy LazyFunc
 }
 
 // PageSource holds pages of processes, by pid.

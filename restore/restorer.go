@@ -51,6 +51,7 @@ type restorer struct {
 	zombie *image.Zombie
 
 	pid     int         // the restored process as godwit sees it, once created
+	uffd    int         // post-copy: its userfaultfd in godwit, until handed over
 	tids    map[int]int // thread ids of the image -> as godwit sees them
 	forked  bool        // a zombie that was forked (and may have exited)
 	threads []int
@@ -91,6 +92,9 @@ func (t *tree) run(ctx context.Context) (err error) {
 		rs.tids = map[int]int{}
 	}
 	defer func() {
+		for _, rs := range t.procs {
+			rs.closeUFFD()
+		}
 		if err != nil {
 			t.abort()
 		}
@@ -128,12 +132,17 @@ func (t *tree) run(ctx context.Context) (err error) {
 	}
 	for _, step := range []func(*restorer) error{
 		(*restorer).restoreMM, (*restorer).restoreFiles, (*restorer).restoreProcessState,
-		(*restorer).createThreads, (*restorer).restoreThreadState, (*restorer).restoreCreds,
+		(*restorer).createThreads, (*restorer).restoreThreadState, (*restorer).createUFFD, (*restorer).restoreCreds,
 	} {
 		for _, rs := range t.procs {
 			if err := step(rs); err != nil {
 				return err
 			}
+		}
+	}
+	for _, rs := range t.procs {
+		if err := rs.handOverUFFD(); err != nil {
+			return err
 		}
 	}
 	if t.opts.BeforeResume != nil {

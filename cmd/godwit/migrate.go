@@ -57,8 +57,11 @@ func newMigrateCommand() *cobra.Command {
 				return &fault.Error{Code: fault.CodeInvalidArgument, Op: "migrate", Msg: "--to is required"}
 			}
 			if postcopy {
-				return &fault.Error{Code: fault.CodeUnsupported, Op: "migrate", Msg: "post-copy migration is not supported yet",
-					Remedy: "use --precopy auto (the default), whose downtime is the last round's"}
+				opts.Postcopy = true
+				if cmd.Flags().Changed("precopy") && precopy != "off" {
+					return &fault.Error{Code: fault.CodeUnsupported, Op: "migrate", Msg: "pre-copy rounds followed by post-copy (hybrid) are not supported yet",
+						Remedy: "use --postcopy alone, or --precopy alone"}
+				}
 			}
 			if err := tf.check("migrate"); err != nil {
 				return err
@@ -127,7 +130,7 @@ func newMigrateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "HOST:PORT where godwit serve listens")
 	cmd.Flags().StringVar(&serverName, "server-name", "", "name the destination's certificate must carry (default: the host of --to)")
 	cmd.Flags().StringVar(&precopy, "precopy", "auto", "pre-copy rounds: auto, off or a number")
-	cmd.Flags().BoolVar(&postcopy, "postcopy", false, "resume on the destination at once and fetch pages on demand (not supported yet)")
+	cmd.Flags().BoolVar(&postcopy, "postcopy", false, "resume on the destination at once; memory follows in the background and on demand")
 	cmd.Flags().BoolVar(&tcpEstablished, "tcp-established", false, "carry established TCP connections over (the destination has the same addresses)")
 	cmd.Flags().BoolVar(&tcpClose, "tcp-close", false, "close established TCP connections on the destination (the application reconnects)")
 	cmd.Flags().StringVar(&opts.ActionScript, "action-script", "", "script run at pre-dump, network-lock, post-dump, network-unlock")

@@ -8,7 +8,9 @@
 // takes a duplicate of the descriptor with pidfd_getfd, reads
 // /proc/PID/fdinfo/FD, and only peeks at queued data (tee(2) for pipes,
 // MSG_PEEK with a temporarily rewound SO_PEEK_OFF for sockets). The process
-// should be frozen meanwhile, or the picture may be torn.
+// should be frozen meanwhile, or the picture may be torn. The one exception
+// is InspectWith in TCPEstablished mode: it puts a TCP connection into
+// repair mode, locked against incoming segments, until Repairs.Finish.
 //
 // Kinds and what a Desc holds for each:
 //
@@ -19,7 +21,9 @@
 //	inotify     every watch: wd, mask, inode, device, file handle, path
 //	epoll       every registration: target fd, events, data, target inode
 //	unix        type, state, own and peer name, peer inode, queued data, options
-//	tcp, udp    family, protocol (MPTCP too), addresses, state, backlog, options
+//	tcp, udp    family, protocol (MPTCP too), addresses, state, backlog, options;
+//	            with InspectWith, a connected TCP socket's TCP_REPAIR state
+//	            (TCPEstablished) or the mark to restore it closed (TCPClose)
 //	pidfd       the pid it refers to
 //	memfd       name, size, contents (data extents only), seals
 //

@@ -20,7 +20,14 @@ import (
 // objects godwit cannot recreate give an error of code
 // fault.CodeUnsupported.
 func Inspect(pidfd, pid, fd int) (*Desc, error) {
-	in := &inspector{pid: pid, fd: fd}
+	return InspectWith(pidfd, pid, fd, InspectOptions{})
+}
+
+// InspectWith is Inspect with choices: what to do with a connected TCP
+// socket (InspectOptions.TCP). In TCPEstablished mode it changes the
+// socket: see Repairs.
+func InspectWith(pidfd, pid, fd int, opts InspectOptions) (*Desc, error) {
+	in := &inspector{pid: pid, fd: fd, opts: opts}
 	link, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(fd))
 	if err != nil {
 		return nil, in.fail(procErr(err), "", err, "read the descriptor's link")
@@ -78,6 +85,7 @@ func Inspect(pidfd, pid, fd int) (*Desc, error) {
 
 type inspector struct {
 	pid, fd int
+	opts    InspectOptions
 	dup     int
 	st      unix.Stat_t
 	info    *procfs.FDInfo

@@ -201,7 +201,10 @@ func inetSockaddr(ap netip.AddrPort) unix.Sockaddr {
 func createInet(d *Desc) (int, error) {
 	s := d.Socket
 	if d.Kind == KindTCP && s.State == StateConnected {
-		return -1, d.unsupported("established TCP connection (migration issue)")
+		if s.TCP == nil {
+			return -1, d.unsupported("established TCP connection (migration issue)")
+		}
+		return createTCPConn(d)
 	}
 	fd, err := unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, s.Protocol)
 	if err != nil {

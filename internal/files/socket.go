@@ -43,6 +43,9 @@ type Socket struct {
 	// Backlog is a listening socket's backlog (0: unknown).
 	Backlog int     `json:"backlog,omitempty"`
 	Options Options `json:"options"`
+	// TCP is the state of a connected TCP socket inspected in
+	// TCPEstablished or TCPClose mode.
+	TCP *TCPConn `json:"tcp,omitempty"`
 }
 
 // Message is a run of queued bytes: the whole stream for a stream socket,

@@ -189,6 +189,9 @@ func (in *inspector) inetSocket(d *Desc, s *Socket) error {
 		s.State = StateUnconnected
 	}
 	if d.Kind == KindTCP && !listening {
+		if handled, err := in.tcpConnection(d, s); handled {
+			return err
+		}
 		if s.Peer.IsValid() {
 			return in.unsupported(d.Kind, "established TCP connection %v -> %v (migration issue)", s.Local, s.Peer)
 		}

@@ -1,0 +1,574 @@
+package migrate
+
+// Post-copy: the destination resumes the tree before its anonymous memory
+// has arrived. Every process has a userfaultfd registered over its
+// anonymous mappings; a thread touching a page not there yet stops until
+// the page is copied in. The source, its tree still frozen, pushes every
+// page in the background on one stream and answers the destination's
+// requests for faulted pages on another, moving its push to where the
+// faults are. Once all pages are in, the destination closes the
+// userfaultfds and the source kills its tree.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/godwit-dev/godwit/checkpoint"
+	"github.com/godwit-dev/godwit/fault"
+	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/mem"
+)
+
+// A request frame (destination to source) asks for the page at addr of
+// pid: pid u32, reserved u32, addr u64, little endian.
+const requestFrame = 16
+
+// aroundFault is how many pages the source sends for one request: the
+// faulted page and those after it, which are likely next.
+const aroundFault = 16
+
+// pushChunk is how many pages the background push reads at a time.
+const pushChunk = 64
+
+// lazyRanges are the pages a post-copy left behind, by pid.
+type lazyRanges map[int][]checkpoint.PageRange
+
+// contains tells whether addr is in the sorted ranges rs.
+func containsPage(rs []checkpoint.PageRange, addr uint64) bool {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].End() > addr })
+	return i < len(rs) && rs[i].Addr <= addr
+}
+
+// ---- source ----
+
+// pusher sends the frozen tree's lazy pages.
+type pusher struct {
+	lazy   lazyRanges
+	procs  map[int]*mem.Process
+	sent   map[int]map[uint64]bool
+	reqs   chan [2]uint64 // pid, addr
+	push   *bufio.Writer
+	urg    *bufio.Writer
+	count  *countWriter
+	buf    []byte
+	hdr    []byte
+	pages  uint64
+	faults uint64
+}
+
+// servePostcopy runs on the source after the commit, with the tree still
+// frozen: it pushes every lazy page and answers requests until the
+// destination has them all.
+func (s *source) servePostcopy(ctx context.Context, lazy lazyRanges, onRunning func(*message)) error {
+	p := &pusher{lazy: lazy, procs: map[int]*mem.Process{}, sent: map[int]map[uint64]bool{},
+		reqs: make(chan [2]uint64, 1024), buf: make([]byte, max(pushChunk, aroundFault)*image.PageSize), hdr: make([]byte, frameHeader)}
+	for pid := range lazy {
+		m, err := mem.Open(pid, false)
+		if err != nil {
+			return &fault.Error{Code: fault.CodeMigration, Op: "post-copy", PID: pid, Err: err}
+		}
+		defer m.Close()
+		p.procs[pid] = m
+		p.sent[pid] = map[uint64]bool{}
+	}
+	pushSt, err := s.sess.Open(ctx)
+	if err != nil {
+		return connError("open the post-copy stream", err)
+	}
+	defer pushSt.Close()
+	urgSt, err := s.sess.Open(ctx)
+	if err != nil {
+		return connError("open the post-copy stream", err)
+	}
+	defer urgSt.Close()
+	reqSt, err := s.sess.Accept(ctx)
+	if err != nil {
+		return connError("accept the page requests", err)
+	}
+	defer reqSt.Close()
+	p.push = bufio.NewWriterSize(countWriter{w: pushSt, n: &s.sent}, 1<<20)
+	p.urg = bufio.NewWriterSize(countWriter{w: urgSt, n: &s.sent}, 64<<10)
+	reqErr := make(chan error, 1)
+	go func() {
+		defer close(p.reqs)
+		b := make([]byte, requestFrame)
+		for {
+			if _, err := io.ReadFull(reqSt, b); err != nil {
+				if !errors.Is(err, io.EOF) {
+					reqErr <- err
+				}
+				return
+			}
+			p.reqs <- [2]uint64{uint64(binary.LittleEndian.Uint32(b)), binary.LittleEndian.Uint64(b[8:])}
+		}
+	}()
+	pids := make([]int, 0, len(lazy))
+	for pid := range lazy {
+		pids = append(pids, pid)
+	}
+	sort.Ints(pids)
+	// The push: range by range, jumping to where the faults are.
+	for _, pid := range pids {
+		ranges := lazy[pid]
+		for ri := 0; ri < len(ranges); ri++ {
+			r := ranges[ri]
+			for a := r.Addr; a < r.End(); {
+				if err := p.serveRequests(false); err != nil {
+					return err
+				}
+				select {
+				case m, ok := <-s.msgs:
+					if !ok {
+						err := <-s.rerr
+						s.rerr <- err
+						return connError("post-copy", err)
+					}
+					if m.Type != msgRunning {
+						if _, err := s.check(m, msgRunning); err != nil {
+							return err
+						}
+					}
+					onRunning(m)
+				default:
+				}
+				n := min(pushChunk, int((r.End()-a)/image.PageSize))
+				if err := p.send(p.push, pid, a, n); err != nil {
+					return err
+				}
+				a += uint64(n) * image.PageSize
+			}
+		}
+	}
+	if err := p.push.Flush(); err != nil {
+		return connError("push pages", err)
+	}
+	pushSt.Close() // the destination sees the end of the push
+	// Answer the requests still in flight until the destination is done.
+	for {
+		select {
+		case m, ok := <-s.msgs:
+			if !ok {
+				err := <-s.rerr
+				s.rerr <- err
+				return connError("post-copy", err)
+			}
+			switch m.Type {
+			case msgRunning:
+				onRunning(m)
+				continue
+			case msgPostcopyDone:
+				s.rep.PostcopyFaults = p.faults
+				return nil
+			}
+			if _, err := s.check(m, msgPostcopyDone); err != nil {
+				return err
+			}
+		case err := <-reqErr:
+			return connError("post-copy", err)
+		case req, ok := <-p.reqs:
+			if !ok {
+				p.reqs = nil
+				continue
+			}
+			if err := p.answer(req); err != nil {
+				return err
+			}
+			if err := p.urg.Flush(); err != nil {
+				return connError("answer a page request", err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// serveRequests answers the requests queued (without waiting when block is
+// false).
+func (p *pusher) serveRequests(block bool) error {
+	answered := false
+	for {
+		select {
+		case req, ok := <-p.reqs:
+			if !ok {
+				p.reqs = nil
+				return nil
+			}
+			if err := p.answer(req); err != nil {
+				return err
+			}
+			answered = true
+			continue
+		default:
+		}
+		break
+	}
+	if answered {
+		if err := p.urg.Flush(); err != nil {
+			return connError("answer a page request", err)
+		}
+	}
+	_ = block
+	return nil
+}
+
+// answer sends the requested page and the ones after it in its range.
+func (p *pusher) answer(req [2]uint64) error {
+	pid, addr := int(req[0]), req[1]&^(image.PageSize-1)
+	rs := p.lazy[pid]
+	if p.sent[pid] == nil {
+		return nil
+	}
+	p.faults++
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].End() > addr })
+	if i == len(rs) || rs[i].Addr > addr {
+		// Not a page the source has: zero.
+		return writeFrame(p.urg, p.hdr, &pageFrame{pid: pid, addr: addr, count: 1, zero: true})
+	}
+	n := min(aroundFault, int((rs[i].End()-addr)/image.PageSize))
+	return p.send(p.urg, pid, addr, n)
+}
+
+// send reads n pages of pid at addr, skipping those sent already, and
+// writes them to w.
+func (p *pusher) send(w *bufio.Writer, pid int, addr uint64, n int) error {
+	sent := p.sent[pid]
+	for i := 0; i < n; {
+		a := addr + uint64(i)*image.PageSize
+		if sent[a] {
+			i++
+			continue
+		}
+		j := i
+		for j < n && !sent[addr+uint64(j)*image.PageSize] {
+			sent[addr+uint64(j)*image.PageSize] = true
+			j++
+		}
+		data := p.buf[:(j-i)*image.PageSize]
+		if err := p.procs[pid].Read(a, data); err != nil {
+			return &fault.Error{Code: fault.CodeMigration, Op: "post-copy: read pages", PID: pid, Addr: a, Err: err}
+		}
+		if err := writeFrame(w, p.hdr, &pageFrame{pid: pid, addr: a, count: j - i, data: data}); err != nil {
+			return connError("send pages", err)
+		}
+		p.pages += uint64(j - i)
+		i = j
+	}
+	return nil
+}
+
+// ---- destination ----
+
+// Page states at the destination.
+const (
+	pageWanted  = iota // in a lazy range, not here yet
+	pageHere           // copied in
+	pageDropped        // given back or unmapped by the process: stays zero
+)
+
+// lazyProc serves the page faults of one restored process.
+type lazyProc struct {
+	pid   int // the image's (the source's) pid
+	u     *mem.UFFD
+	mu    sync.Mutex
+	state map[uint64]uint8
+	asked map[uint64]bool
+	lazy  []checkpoint.PageRange
+	// remaps translate addresses after the process moved memory.
+	remaps []remap
+}
+
+type remap struct{ from, to, len uint64 }
+
+// toDest maps a source address to where the page lives now.
+func (lp *lazyProc) toDest(a uint64) uint64 {
+	for _, r := range lp.remaps {
+		if a >= r.from && a < r.from+r.len {
+			a = a - r.from + r.to
+		}
+	}
+	return a
+}
+
+// toSource maps an address of the process now to the source's.
+func (lp *lazyProc) toSource(a uint64) uint64 {
+	for i := len(lp.remaps) - 1; i >= 0; i-- {
+		r := lp.remaps[i]
+		if a >= r.to && a < r.to+r.len {
+			a = a - r.to + r.from
+		}
+	}
+	return a
+}
+
+// postcopy is the destination's side of a post-copy.
+type postcopy struct {
+	procs  map[int]*lazyProc
+	req    net.Conn
+	reqMu  sync.Mutex
+	hdr    []byte
+	done   chan struct{}
+	fail   chan error
+	wg     sync.WaitGroup
+	faults uint64
+	// remaining counts the lazy pages not here (nor dropped) yet.
+	remaining atomic.Int64
+	allHere   chan struct{}
+	once      sync.Once
+}
+
+// settled notes that a page of the lazy ranges is here or dropped.
+func (pc *postcopy) settled(lp *lazyProc, dst uint64) {
+	if containsPage(lp.lazy, lp.toSource(dst)) && pc.remaining.Add(-1) == 0 {
+		pc.once.Do(func() { close(pc.allHere) })
+	}
+}
+
+// adopt takes the userfaultfd of a restored process and registers its
+// anonymous mappings.
+func (pc *postcopy) adopt(pid, fd int, anon []image.VMA) error {
+	u, err := mem.OpenUFFD(fd)
+	if err != nil {
+		unix.Close(fd)
+		return &fault.Error{Code: fault.CodeRestoreFailed, Op: "post-copy", PID: pid, Msg: "userfaultfd", Err: err}
+	}
+	for _, v := range anon {
+		if err := u.Register(v.Start, v.End-v.Start); err != nil {
+			u.Close()
+			return &fault.Error{Code: fault.CodeRestoreFailed, Op: "post-copy: register", PID: pid, Addr: v.Start, Err: err}
+		}
+	}
+	pc.procs[pid] = &lazyProc{pid: pid, u: u, state: map[uint64]uint8{}, asked: map[uint64]bool{}}
+	return nil
+}
+
+// closeAll closes every userfaultfd: missing pages read as zero from then on.
+func (pc *postcopy) closeAll() {
+	for _, lp := range pc.procs {
+		lp.u.Close()
+	}
+}
+
+// start serves faults and applies the pages arriving on the two page
+// streams, until both streams end; then done is closed.
+func (pc *postcopy) start(ctx context.Context, sess Session, lazy lazyRanges) error {
+	pc.allHere = make(chan struct{})
+	total := int64(0)
+	for pid, lp := range pc.procs {
+		lp.lazy = lazy[pid]
+		for _, r := range lp.lazy {
+			total += int64(r.Pages)
+		}
+	}
+	pc.remaining.Store(total)
+	if total == 0 {
+		close(pc.allHere)
+	}
+	push, err := sess.Accept(ctx)
+	if err != nil {
+		return connError("accept the post-copy stream", err)
+	}
+	urg, err := sess.Accept(ctx)
+	if err != nil {
+		return connError("accept the post-copy stream", err)
+	}
+	if pc.req, err = sess.Open(ctx); err != nil {
+		return connError("open the page requests", err)
+	}
+	pc.hdr = make([]byte, requestFrame)
+	pc.done = make(chan struct{})
+	pc.fail = make(chan error, 4)
+	stop := make(chan struct{})
+	for _, lp := range pc.procs {
+		pc.wg.Add(1)
+		go pc.serveFaults(lp, stop)
+	}
+	pushed := make(chan struct{})
+	for i, st := range []net.Conn{push, urg} {
+		go func(st net.Conn) {
+			err := pc.apply(st)
+			select {
+			case <-pc.allHere:
+				return // the urgent stream ends with the migration
+			default:
+			}
+			if err != nil {
+				pc.fail <- err
+			} else if i == 0 {
+				close(pushed)
+			}
+		}(st)
+	}
+	go func() {
+		select {
+		case <-pc.allHere:
+		case <-pushed:
+			// Every page was sent; the last answers may still be coming.
+			select {
+			case <-pc.allHere:
+			case <-time.After(10 * time.Second):
+				pc.fail <- fmt.Errorf("%d pages did not arrive after the push ended", pc.remaining.Load())
+			}
+		}
+		close(stop)
+		pc.wg.Wait()
+		close(pc.done)
+	}()
+	return nil
+}
+
+// apply copies the pages of one stream into the processes.
+func (pc *postcopy) apply(st net.Conn) error {
+	defer st.Close()
+	br := bufio.NewReaderSize(st, 1<<20)
+	hdr := make([]byte, frameHeader)
+	var buf []byte
+	var f pageFrame
+	for {
+		var err error
+		buf, err = readFrame(br, hdr, &f, buf)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return connError("receive post-copy pages", err)
+		}
+		lp := pc.procs[f.pid]
+		if lp == nil {
+			continue
+		}
+		for i := 0; i < f.count; i++ {
+			src := f.addr + uint64(i)*image.PageSize
+			lp.mu.Lock()
+			dst := lp.toDest(src)
+			st := lp.state[dst]
+			if st == pageWanted {
+				lp.state[dst] = pageHere
+			}
+			lp.mu.Unlock()
+			if st != pageWanted {
+				continue
+			}
+			var cerr error
+			if f.zero {
+				cerr = lp.u.Zero(dst, image.PageSize)
+			} else {
+				cerr = lp.u.Copy(dst, f.data[i*image.PageSize:(i+1)*image.PageSize], true)
+			}
+			for tries := 0; errors.Is(cerr, mem.ErrMappingsChanging) && tries < 1000; tries++ {
+				time.Sleep(100 * time.Microsecond) // the fault server reads the event meanwhile
+				if f.zero {
+					cerr = lp.u.Zero(dst, image.PageSize)
+				} else {
+					cerr = lp.u.Copy(dst, f.data[i*image.PageSize:(i+1)*image.PageSize], true)
+				}
+			}
+			if cerr != nil && !errors.Is(cerr, unix.ENOENT) && !errors.Is(cerr, unix.ESRCH) {
+				return &fault.Error{Code: fault.CodeMigration, Op: "post-copy: copy a page", PID: f.pid, Addr: dst, Err: cerr}
+			}
+			pc.settled(lp, dst)
+		}
+	}
+}
+
+// serveFaults answers the faults of one process until stop.
+func (pc *postcopy) serveFaults(lp *lazyProc, stop <-chan struct{}) {
+	defer pc.wg.Done()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		ok, err := lp.u.Poll(50 * time.Millisecond)
+		if err != nil {
+			pc.fail <- err
+			return
+		}
+		if !ok {
+			continue
+		}
+		for {
+			ev, ok, err := lp.u.ReadEvent()
+			if err != nil {
+				if errors.Is(err, unix.ESRCH) {
+					return
+				}
+				pc.fail <- err
+				return
+			}
+			if !ok {
+				break
+			}
+			if err := pc.event(lp, ev); err != nil {
+				pc.fail <- err
+				return
+			}
+		}
+	}
+}
+
+// event handles one userfaultfd message.
+func (pc *postcopy) event(lp *lazyProc, ev mem.Event) error {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	switch ev.Kind {
+	case mem.EventPagefault:
+		a := ev.Addr &^ (image.PageSize - 1)
+		src := lp.toSource(a)
+		st := lp.state[a]
+		if st == pageHere {
+			return lp.u.Wake(a, image.PageSize)
+		}
+		if st == pageDropped || !containsPage(lp.lazy, src) {
+			if st == pageWanted {
+				lp.state[a] = pageHere
+			}
+			if err := lp.u.Zero(a, image.PageSize); err != nil && !errors.Is(err, unix.ENOENT) {
+				return err
+			}
+			return nil
+		}
+		if lp.asked[a] {
+			return nil
+		}
+		lp.asked[a] = true
+		pc.faults++
+		pc.reqMu.Lock()
+		defer pc.reqMu.Unlock()
+		binary.LittleEndian.PutUint32(pc.hdr, uint32(lp.pid))
+		binary.LittleEndian.PutUint32(pc.hdr[4:], 0)
+		binary.LittleEndian.PutUint64(pc.hdr[8:], src)
+		if _, err := pc.req.Write(pc.hdr); err != nil {
+			return connError("request a page", err)
+		}
+	case mem.EventRemove, mem.EventUnmap:
+		for a := ev.Addr; a < ev.Addr+ev.Len; a += image.PageSize {
+			if lp.state[a] == pageWanted {
+				pc.settled(lp, a)
+			}
+			lp.state[a] = pageDropped
+		}
+	case mem.EventRemap:
+		lp.remaps = append(lp.remaps, remap{from: ev.Addr, to: ev.To, len: ev.Len})
+		for a := uint64(0); a < ev.Len; a += image.PageSize {
+			if st, ok := lp.state[ev.Addr+a]; ok {
+				lp.state[ev.To+a] = st
+				delete(lp.state, ev.Addr+a)
+			}
+		}
+	}
+	return nil
+}
+
+var _ = fmt.Sprintf
