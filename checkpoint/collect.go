@@ -44,7 +44,25 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 	if err != nil {
 		return nil, d.fail(0, "read stat", err)
 	}
+	if len(d.meta.Processes) == 0 {
+		// The first process collected: the whole tree is frozen now. What
+		// the precheck saw of the tree as it ran is seen again, for good.
+		d.meta.Terminal, d.meta.SysVShm = nil, nil
+		pids, err := d.discoverFrom(pid, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkShared(pids); err != nil {
+			return nil, err
+		}
+		if err := checkAttachments(pids); err != nil {
+			return nil, err
+		}
+	}
 	p := &image.Process{PID: pid, PPID: stat.PPID, PGID: stat.PGRP, SID: stat.Session, Comm: stat.Comm, ExitSignal: stat.ExitSignal}
+	if p.CTTY, err = d.noteCTTY(pid, stat); err != nil {
+		return nil, err
+	}
 	p.Creds = image.Creds{UID: st.Uid, GID: st.Gid, Groups: st.Groups,
 		CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb}
 	p.Umask = st.Umask
@@ -55,6 +73,9 @@ func (d *dumper) collectProcess(f *frozen, m *mem.Process) (*image.Process, erro
 		return nil, err
 	}
 	if p.VMAs, err = d.collectVMAs(pid); err != nil {
+		return nil, err
+	}
+	if err := d.recordSysV(pid, p.VMAs); err != nil {
 		return nil, err
 	}
 	exe := "/proc/" + strconv.Itoa(pid) + "/exe"

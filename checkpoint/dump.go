@@ -22,6 +22,7 @@ import (
 
 	"github.com/godwit-dev/godwit/fault"
 	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/files"
 	"github.com/godwit-dev/godwit/internal/mem"
 	"github.com/godwit-dev/godwit/internal/procfs"
 	"github.com/godwit-dev/godwit/internal/ptrace"
@@ -45,6 +46,9 @@ type Options struct {
 	// told, per process, which of them are present (to be fetched from the
 	// frozen tree during Handoff). Not with Dirty.
 	Lazy func(pid int, present []PageRange) error
+	// TCP says what to do with established TCP connections; by default
+	// the dump refuses them, naming them.
+	TCP TCPMode
 	// Handoff, when set, is called once the image is written, with the
 	// tree still frozen: it is the commit point of a migration. When it
 	// returns nil the tree is killed; otherwise the tree is resumed and
@@ -80,6 +84,9 @@ type dumper struct {
 	// reserved holds, per pid, the buffer its pages will be read into,
 	// populated before the freeze (see reservePages).
 	reserved map[int]*pageBuf
+	// repairs holds the TCP connections put in repair mode, until the
+	// dump either resumes the tree or kills it.
+	repairs *files.Repairs
 }
 
 // Dump checkpoints process pid into w.
@@ -181,6 +188,16 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 			}
 		}
 	}()
+	d.repairs = &files.Repairs{}
+	defer func() {
+		// This runs before the thaw above (defers run last first), so
+		// that no process runs with a socket in repair mode. Killed: the
+		// connections stay in repair mode, so that their end sends
+		// nothing to the peer. Otherwise they carry on.
+		if rerr := d.repairs.Finish(!resumed || d.opts.LeaveRunning); rerr != nil && err == nil {
+			err = &fault.Error{Code: fault.CodeDumpFailed, Op: "resume TCP connections", Err: rerr}
+		}
+	}()
 	for round := 0; len(pids) > 0; round++ {
 		if round > 100 {
 			return &fault.Error{Code: fault.CodeDumpFailed, Op: "freeze", PID: d.pid, Msg: "the tree keeps changing"}
@@ -260,6 +277,9 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 
 	if d.opts.LeaveRunning {
 		// The image is in memory: let the tree go before writing it.
+		if err := d.repairs.Finish(true); err != nil {
+			return &fault.Error{Code: fault.CodeDumpFailed, Op: "resume TCP connections", Err: err}
+		}
 		resumed = true
 		for _, mb := range members {
 			if mb.frozen != nil {
@@ -285,6 +305,38 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 	}
 	d.stats.FrozenTime = time.Since(frozenAt)
 	return nil
+}
+
+// TCPMode says what a dump does with established TCP connections.
+type TCPMode string
+
+// TCP modes.
+const (
+	// TCPRefuse refuses to dump a tree with an established connection.
+	TCPRefuse TCPMode = ""
+	// TCPEstablished dumps connections with TCP_REPAIR, to be restored
+	// where the same addresses are (migration); the source's copies end
+	// silently.
+	TCPEstablished TCPMode = "established"
+	// TCPClose restores connections closed, for the application to
+	// reconnect.
+	TCPClose TCPMode = "close"
+)
+
+// inspectOptions are the options of files.InspectWith: in the precheck,
+// while the tree runs, nothing is put into repair mode.
+func (d *dumper) inspectOptions(precheck bool) files.InspectOptions {
+	o := files.InspectOptions{}
+	switch d.opts.TCP {
+	case TCPEstablished:
+		o.TCP = files.TCPEstablished
+	case TCPClose:
+		o.TCP = files.TCPClose
+	}
+	if !precheck && d.repairs != nil {
+		o.Repairs = d.repairs
+	}
+	return o
 }
 
 // procRuns are the pages read from one process.

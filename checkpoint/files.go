@@ -58,6 +58,15 @@ func (d *dumper) collectFDs(pid int, precheck bool) ([]image.FD, error) {
 	if err != nil {
 		return nil, &fault.Error{Code: fault.CodeNoProcess, Op: "dump", PID: pid, Msg: "list descriptors", Err: err}
 	}
+	if precheck && d.opts.ShellJob {
+		// A controlling terminal that is not the one of the descriptors is
+		// refused now, while nothing is stopped.
+		if stat, err := procfs.ReadStat(pid); err == nil {
+			if _, err := d.noteCTTY(pid, stat); err != nil {
+				return nil, err
+			}
+		}
+	}
 	type key struct{ dev, ino uint64 }
 	seen := map[key][]int{}
 	var out []image.FD
@@ -89,7 +98,7 @@ func (d *dumper) collectFDs(pid int, precheck bool) ([]image.FD, error) {
 					return nil, &fault.Error{Code: fault.CodeNoProcess, Op: "dump", PID: pid, Msg: "pidfd_open", Err: err}
 				}
 			}
-			desc, err := files.Inspect(pidfd, pid, fd)
+			desc, err := files.InspectWith(pidfd, pid, fd, d.inspectOptions(precheck))
 			if err != nil {
 				if precheck && fault.CodeOf(err) != fault.CodeUnsupported {
 					continue
@@ -155,6 +164,9 @@ func (d *dumper) fileFD(pid, fd int, p, link string, st *unix.Stat_t, flags uint
 	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 		f.Kind = image.FDDir
 	case st.Mode&unix.S_IFMT == unix.S_IFCHR:
+		if isTerminalDevice(st.Rdev) {
+			return d.ttyFD(pid, fd, path, st, f)
+		}
 		if _, ok := safeDevices[st.Rdev]; !ok {
 			return unsupportedFD(pid, fd, fdKind(link))
 		}

@@ -56,6 +56,10 @@ func (d *dumper) collectVMAs(pid int) ([]image.VMA, error) {
 			return nil, &fault.Error{Code: fault.CodeUnreadable, Op: "dump", PID: pid, Addr: m.Start,
 				Msg:    where + ": memfd_secret memory cannot be read from outside the process by design",
 				Remedy: "the program must release or re-create this memory itself; it cannot be checkpointed"}
+		case isSysV(m.Path):
+			if err := d.sysvVMA(pid, m, &v); err != nil {
+				return nil, err
+			}
 		case isShmem(m.Path) && !strings.HasPrefix(m.Path, "/SYSV"):
 			// Shared anonymous memory or a memfd: its content travels in the
 			// image and comes back as one memfd that every mapping shares.
@@ -136,26 +140,24 @@ const chunkPages = 2048 // 8 MiB
 // noScan is set once PAGEMAP_SCAN turned out to be missing.
 var noScan atomic.Bool
 
-// readPagesInto reads the pages of every private mapping that must travel:
-// present or swapped pages of anonymous memory that are not zero, and the
-// pages of private file mappings that differ from the file (anonymous
-// copies). It reads into pb, a buffer from reservePages, when that is large
-// enough, and into a new one otherwise (pb may be nil).
+// readDirtyPagesInto reads the pages of every private mapping that must
+// travel: present or swapped pages of anonymous memory that are not zero,
+// and the pages of private file mappings that differ from the file
+// (anonymous copies). It reads into pb, a buffer from reservePages, when
+// that is large enough, and into a new one otherwise (pb may be nil).
 //
 // It is what the process is frozen for, so it is built for speed: the pages
 // are found with PAGEMAP_SCAN (or the page map) and read into one buffer,
-// which the kernel populates with huge pages (before the freeze when it comes
-// from reservePages), with process_vm_readv calls of up to 1024 ranges, by
-// one worker per CPU (at most 4), which also find the zero pages. The runs
-// returned point into that buffer: nothing is copied.
-func (d *dumper) readPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBuf) ([]pageRun, error) {
-	return d.readDirtyPagesInto(m, vmas, pb, nil, false)
-}
-
-// readDirtyPagesInto is readPagesInto reading, when clip is set, only the
-// pages inside dirty: the last round of a pre-copy. Zero pages and pages of
-// anonymous mappings given back then travel as zero runs, so that they
-// replace what an earlier round sent.
+// which the kernel populates with huge pages (before the freeze when it
+// comes from reservePages), with process_vm_readv calls of up to 1024
+// ranges, by one worker per CPU (at most 4), which also find the zero
+// pages. The runs returned point into that buffer: nothing is copied.
+//
+// With clip set it reads only the pages inside dirty: the last round of a
+// pre-copy. Zero pages and pages of anonymous mappings given back then
+// travel as zero runs, so that they replace what an earlier round sent.
+// With Options.Lazy (post-copy) the pages of anonymous mappings are left
+// out and reported to Lazy.
 func (d *dumper) readDirtyPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBuf, dirty []PageRange, clip bool) ([]pageRun, error) {
 	exts, total, err := planPages(m, vmas)
 	if err != nil {

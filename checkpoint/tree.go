@@ -22,12 +22,17 @@ type member struct {
 	frozen *frozen
 }
 
-// discover lists the tree rooted at root, parents before children, starting
-// from the members already known (so it can be called again after freezing
-// to catch children forked meanwhile).
+// discover lists the tree rooted at d.pid, parents before children, but the
+// members already known (so it can be called again after freezing to catch
+// children forked meanwhile).
 func (d *dumper) discover(known map[int]bool) ([]int, error) {
+	return d.discoverFrom(d.pid, known)
+}
+
+// discoverFrom is discover for the tree rooted at root.
+func (d *dumper) discoverFrom(root int, known map[int]bool) ([]int, error) {
 	var out []int
-	queue := []int{d.pid}
+	queue := []int{root}
 	seen := map[int]bool{}
 	for len(queue) > 0 {
 		pid := queue[0]
@@ -104,8 +109,20 @@ func shareFDs(procs []image.Process) {
 }
 
 // checkPeers refuses a connected unix stream or seqpacket socket whose peer
-// is outside the tree: restore could not connect it again.
+// is outside the tree: restore could not connect it again. It also refuses
+// processes that share kernel state without being threads (checkShared) and
+// SysV segments attached outside the tree (checkAttachments).
 func checkPeers(procs []image.Process) error {
+	pids := make([]int, len(procs))
+	for i, p := range procs {
+		pids[i] = p.PID
+	}
+	if err := checkShared(pids); err != nil {
+		return err
+	}
+	if err := checkAttachments(pids); err != nil {
+		return err
+	}
 	inTree := map[uint64]bool{}
 	var socks []struct {
 		pid, fd int

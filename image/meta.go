@@ -22,6 +22,68 @@ type Meta struct {
 	Zombies []Zombie `json:"zombies,omitempty"`
 	// Files holds contents that travel in FileData records, by ID.
 	Files []FileBlob `json:"files,omitempty"`
+	// Terminal is the terminal of a shell job: the one terminal that
+	// descriptors of kind FDTTY and controlling terminals (Process.CTTY)
+	// refer to. Restore attaches them to its own terminal instead.
+	Terminal *Terminal `json:"terminal,omitempty"`
+	// SysVShm are the SysV shared memory segments that processes of the
+	// tree have attached (VMAs of kind VMASysVShm), each listed once.
+	SysVShm []SysVShm `json:"sysv_shm,omitempty"`
+}
+
+// Terminal is the terminal a shell job ran on (a pseudo-terminal slave,
+// /dev/pts/N), as it was when the tree was dumped.
+type Terminal struct {
+	// Rdev is the terminal's device number (user-space dev_t).
+	Rdev uint64 `json:"rdev"`
+	// Index is N of /dev/pts/N.
+	Index int `json:"index"`
+	// Foreground is the terminal's foreground process group (tpgid in
+	// /proc/PID/stat of a process it is the controlling terminal of), 0
+	// when no process of the tree had it as its controlling terminal.
+	Foreground int `json:"foreground,omitempty"`
+	// Termios is the terminal's line discipline settings, nil when no
+	// descriptor of it could be read.
+	Termios *Termios `json:"termios,omitempty"`
+}
+
+// Termios is the kernel's struct termios (TCGETS).
+type Termios struct {
+	Iflag uint32 `json:"iflag"`
+	Oflag uint32 `json:"oflag"`
+	Cflag uint32 `json:"cflag"`
+	Lflag uint32 `json:"lflag"`
+	Line  uint8  `json:"line"`
+	// Cc holds the NCCS (19) control characters.
+	Cc []byte `json:"cc"`
+}
+
+// NCCS is the number of control characters in Termios.Cc.
+const NCCS = 19
+
+// SysVShm is a SysV shared memory segment (shmget). Restore recreates it
+// with the same id in its own IPC namespace.
+type SysVShm struct {
+	// ID is the segment's shmid.
+	ID int `json:"id"`
+	// Key is its key; IPC_PRIVATE (0) once it was removed.
+	Key int32 `json:"key"`
+	// Mode holds the permission bits (0777).
+	Mode uint32 `json:"mode"`
+	Size uint64 `json:"size"`
+	// UID and GID own the segment; CUID and CGID created it (restore, not
+	// the image, is the creator of the recreated one).
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	CUID uint32 `json:"cuid"`
+	CGID uint32 `json:"cgid"`
+	// Removed tells the segment was marked for destruction (IPC_RMID while
+	// attached, SHM_DEST): it goes when its last attachment does.
+	Removed bool `json:"removed,omitempty"`
+	// Locked tells its pages were locked in memory (SHM_LOCK).
+	Locked bool `json:"locked,omitempty"`
+	// FileID is the FileBlob (marked SysV) holding its contents.
+	FileID int `json:"file_id"`
 }
 
 // Zombie is an exited, unreaped process of the tree.
@@ -46,6 +108,9 @@ type FileBlob struct {
 	// Shmem marks memory that no path names: shared anonymous memory or a
 	// memfd. Restore recreates it as a memfd rather than a file.
 	Shmem bool `json:"shmem,omitempty"`
+	// SysV marks the contents of a SysV shared memory segment (named by
+	// exactly one Meta.SysVShm). Restore fills the segment, no file.
+	SysV bool `json:"sysv,omitempty"`
 }
 
 // Process is one checkpointed process.
@@ -80,6 +145,8 @@ type Process struct {
 	VMAs        []VMA        `json:"vmas"`
 	FDs         []FD         `json:"fds"`
 	Threads     []Thread     `json:"threads"` // the leader first
+	// CTTY tells that the process's controlling terminal is Meta.Terminal.
+	CTTY bool `json:"ctty,omitempty"`
 }
 
 // Creds are a process's credentials.
@@ -162,6 +229,11 @@ const (
 	VMAFile       = "file"        // private file mapping
 	VMASharedFile = "shared-file" // MAP_SHARED file mapping
 	VMAVdso       = "vdso"        // [vdso], [vvar], [vvar_vclock]: moved, not written
+	// VMASysVShm is an attachment (shmat) of a SysV shared memory segment:
+	// Inode is the segment's shmid (the kernel numbers a segment's inode
+	// with its id), Offset the offset in the segment. No pages travel: the
+	// contents are in the segment's FileBlob.
+	VMASysVShm = "sysv-shm"
 )
 
 // VMA is one mapping of a process.
@@ -198,6 +270,9 @@ const (
 	// FDObject is a kernel object without a path (pipe, socket, eventfd,
 	// epoll, timerfd, signalfd, inotify, pidfd, memfd), described in Object.
 	FDObject = "object"
+	// FDTTY is the terminal of a shell job (Meta.Terminal): /dev/pts/N, or
+	// /dev/tty standing for it. Restore attaches it to its own terminal.
+	FDTTY = "tty"
 )
 
 // FD is one open file descriptor.
@@ -220,6 +295,17 @@ type FD struct {
 	// Inherit names an fd of a process listed earlier that shares this fd's
 	// open file description (fork, SCM_RIGHTS); nil when there is none.
 	Inherit *FDRef `json:"inherit,omitempty"`
+	// TTY describes an FDTTY descriptor.
+	TTY *TTY `json:"tty,omitempty"`
+}
+
+// TTY describes a descriptor of the shell job's terminal.
+type TTY struct {
+	// Index is N of /dev/pts/N (Meta.Terminal.Index).
+	Index int `json:"index"`
+	// DevTTY tells the descriptor was opened through /dev/tty, the
+	// process's controlling terminal.
+	DevTTY bool `json:"dev_tty,omitempty"`
 }
 
 // Thread is one task of a process.

@@ -69,6 +69,9 @@ func (m *Meta) Validate() error {
 	if !root {
 		return inconsistent("root pid %d is not among the processes", m.Root)
 	}
+	if err := m.validateShared(); err != nil {
+		return err
+	}
 	if len(m.Zombies) > MaxProcesses {
 		return inconsistent("%d zombies", len(m.Zombies))
 	}
@@ -171,7 +174,7 @@ func (p *Process) validate(ids, blobs map[int]bool, xsize int) error {
 			return inconsistent("mapping %#x-%#x claims %d pages", v.Start, v.End, v.Pages)
 		}
 		switch v.Kind {
-		case VMAAnon, VMAVdso:
+		case VMAAnon, VMAVdso, VMASysVShm: // a SysV attachment: see validateShared
 		case VMAFile, VMASharedFile:
 			if !filepath.IsAbs(v.Path) {
 				return inconsistent("mapping %#x-%#x: file path %q is not absolute", v.Start, v.End, v.Path)
@@ -190,7 +193,7 @@ func (p *Process) validate(ids, blobs map[int]bool, xsize int) error {
 		}
 		fds[f.FD] = true
 		switch f.Kind {
-		case FDFile, FDDir, FDPath, FDChr:
+		case FDFile, FDDir, FDPath, FDChr, FDTTY: // a terminal: see validateShared
 		case FDObject:
 			if len(f.Object) == 0 {
 				return inconsistent("fd %d: object without a description", f.FD)

@@ -60,7 +60,6 @@ type pusher struct {
 	reqs   chan [2]uint64 // pid, addr
 	push   *bufio.Writer
 	urg    *bufio.Writer
-	count  *countWriter
 	buf    []byte
 	hdr    []byte
 	pages  uint64

@@ -430,7 +430,7 @@ func (s *source) final(ctx context.Context) error {
 		lazy = lazyRanges{}
 	}
 	bw := bufio.NewWriterSize(countWriter{w: st, n: &s.sent}, 4<<20)
-	opts := checkpoint.Options{Dirty: dirty, Handoff: func(ctx context.Context) error {
+	opts := checkpoint.Options{Dirty: dirty, TCP: checkpoint.TCPMode(s.opts.TCP), Handoff: func(ctx context.Context) error {
 		if err := bw.Flush(); err != nil {
 			return connError("send the image", err)
 		}

@@ -19,6 +19,15 @@ import (
 // is free (so that /proc shows the same path), otherwise under a hidden name
 // next to it, and is unlinked again once the process holds it open.
 func (rs *restorer) readFileData() error {
+	// What the processes share beyond descriptors first: a refusal comes
+	// before anything else is made.
+	if err := rs.openTerminal(); err != nil {
+		return err
+	}
+	if err := rs.createSegments(); err != nil {
+		return err
+	}
+	defer rs.shared().detachSegments()
 	rs.ghosts = map[int]string{}
 	files := map[int]*os.File{}
 	defer func() {
@@ -29,6 +38,9 @@ func (rs *restorer) readFileData() error {
 		}
 	}()
 	for _, b := range rs.meta.Files {
+		if b.SysV {
+			continue // the contents of a segment: see createSegments
+		}
 		if b.Shmem {
 			// Memory no path names comes back as a memfd of godwit's, which
 			// the processes open through /proc (their /proc is godwit's, also
@@ -78,6 +90,12 @@ func (rs *restorer) readFileData() error {
 		}
 		if rec == nil {
 			break
+		}
+		if ok, err := rs.fillSegment(rec.FileID, rec.Offset, rec.Data); ok {
+			if err != nil {
+				return badImage(&image.FormatError{Offset: off, Type: rec.Type, Err: err})
+			}
+			continue
 		}
 		f := files[rec.FileID]
 		if f == nil {
@@ -173,6 +191,9 @@ func (rs *restorer) restoreFD(f image.FD) error {
 	}
 	if f.Inherit != nil {
 		return rs.takeFD(*f.Inherit, f.FD, cloexec)
+	}
+	if f.Kind == image.FDTTY {
+		return rs.restoreTTY(f, cloexec)
 	}
 	if f.Kind == image.FDObject {
 		obj, err := rs.object(f)

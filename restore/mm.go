@@ -114,8 +114,8 @@ func (rs *restorer) buildAddressSpace() error {
 	// 4. Map every mapping of the image with its final protection.
 	for i := range rs.proc.VMAs {
 		v := &rs.proc.VMAs[i]
-		if v.Kind == image.VMAVdso {
-			continue
+		if v.Kind == image.VMAVdso || v.Kind == image.VMASysVShm {
+			continue // moved above; attached by attachSysV
 		}
 		if err := rs.mapVMA(v); err != nil {
 			return err

@@ -21,12 +21,42 @@ import (
 // pidfd_getfd).
 
 // objects is the tree-wide table of recreated objects, so that every
-// description of one pipe or socket pair comes from the same object.
+// description of one pipe or socket pair comes from the same object, and of
+// what the processes share beyond descriptors: the shell job's terminal and
+// SysV segments.
 type objects struct {
 	descs map[uint64]*files.Desc // by inode, every object of the image
 	pipes map[uint64][2]*os.File // read end, write end
 	socks map[uint64]*os.File    // recreated unix sockets of a pair, by inode
 	keep  []*os.File             // everything to close at the end
+
+	tty        *os.File   // the terminal a shell job is attached to (openTerminal)
+	cttyLeader *restorer  // the session leader that took it as controlling terminal
+	segs       []*segment // SysV segments created and not yet committed
+	committed  bool       // every process is whole: what they share stays
+}
+
+// shared returns the tree's objects, made on first use: the terminal and the
+// SysV segments are set up before the objects are indexed.
+func (t *tree) shared() *objects {
+	if t.objs == nil {
+		t.objs = &objects{}
+	}
+	return t.objs
+}
+
+// commitShared is called once every process is whole and stopped for the
+// last time: the terminal gets the image's settings, SysV segments their
+// owner and mode (and are removed again if they were), and nothing of it is
+// undone any more.
+func (t *tree) commitShared(rs *restorer) {
+	o := t.shared()
+	if o.committed {
+		return
+	}
+	o.committed = true
+	o.commitTerminal(rs)
+	o.commitSegments(rs)
 }
 
 // channelFD is where the SCM_RIGHTS socket lives in the restored processes:
@@ -118,7 +148,8 @@ func decodeObject(f image.FD) (*files.Desc, error) {
 
 // indexObjects records every object of the image by inode.
 func (t *tree) indexObjects() error {
-	t.objs = &objects{descs: map[uint64]*files.Desc{}, pipes: map[uint64][2]*os.File{}, socks: map[uint64]*os.File{}}
+	o := t.shared()
+	o.descs, o.pipes, o.socks = map[uint64]*files.Desc{}, map[uint64][2]*os.File{}, map[uint64]*os.File{}
 	for _, p := range t.meta.Processes {
 		for _, f := range p.FDs {
 			if f.Kind != image.FDObject {
@@ -178,6 +209,8 @@ func (rs *restorer) object(f image.FD) (*os.File, error) {
 		return a, nil
 	case d.Kind == files.KindEpoll:
 		return nil, errEpollLater
+	case establishedTCP(d):
+		return rs.createTCP(d)
 	}
 	file, peer, err := files.Create(d)
 	if err != nil {
@@ -241,6 +274,13 @@ func (t *tree) closeObjects() {
 			}
 		}
 		t.objs.keep = nil
+		if !t.objs.committed {
+			t.objs.removeSegments()
+		}
+		if t.objs.tty != nil {
+			t.objs.tty.Close()
+			t.objs.tty = nil
+		}
 	}
 	if t.chanGodwit != nil {
 		t.chanGodwit.Close()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/godwit-dev/godwit/fault"
 	"github.com/godwit-dev/godwit/image"
+	"github.com/godwit-dev/godwit/internal/files"
 	"github.com/godwit-dev/godwit/internal/mem"
 	"github.com/godwit-dev/godwit/internal/ptrace"
 	"github.com/godwit-dev/godwit/internal/stub"
@@ -42,6 +43,7 @@ type tree struct {
 	chanFD     int           // the processes' end, at the same number in each
 	pending    *image.Record // a record read ahead
 	opts       Options
+	tcp        []*files.TCPPending // established connections, live once the tree is released
 }
 
 // restorer rebuilds one process of the tree.
@@ -96,6 +98,7 @@ func (t *tree) run(ctx context.Context) (err error) {
 			rs.closeUFFD()
 		}
 		if err != nil {
+			t.abortTCP()
 			t.abort()
 		}
 	}()
@@ -150,6 +153,9 @@ func (t *tree) run(ctx context.Context) (err error) {
 		if err := t.opts.BeforeResume(ctx, t.res); err != nil {
 			return err
 		}
+	}
+	if err := t.activateTCP(); err != nil {
+		return err
 	}
 	if err := root.releaseStub(); err != nil {
 		return err

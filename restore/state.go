@@ -27,6 +27,9 @@ func le64(vals ...uint64) []byte {
 // restoreProcessState restores what belongs to the whole process.
 func (rs *restorer) restoreProcessState() error {
 	p := rs.proc
+	if err := rs.attachSysV(); err != nil {
+		return err
+	}
 	if p.Cwd != "" {
 		a, err := rs.putString(0, p.Cwd)
 		if err != nil {
@@ -309,8 +312,12 @@ func (rs *restorer) resume() error {
 	return nil
 }
 
-// detach releases every thread of the process.
+// detach releases every thread of the process. The root is released first:
+// before it, what the processes share is committed.
 func (rs *restorer) detach() error {
+	if rs.proc.PID == rs.meta.Root {
+		rs.commitShared(rs)
+	}
 	for _, t := range rs.proc.Threads {
 		if err := ptrace.Detach(rs.tid(t.TID), 0); err != nil {
 			return rs.fail(fmt.Sprintf("tid %d: detach", t.TID), err)

@@ -19,8 +19,8 @@ import (
 func (t *tree) createTree() error {
 	root := t.byPID[t.meta.Root]
 	if root.proc.SID == root.proc.PID {
-		if _, err := root.call(unix.SYS_SETSID); err != nil {
-			return root.fail("setsid", err)
+		if err := root.setsid(); err != nil {
+			return err
 		}
 	}
 	for _, rs := range t.procs {
@@ -32,8 +32,8 @@ func (t *tree) createTree() error {
 			return err
 		}
 		if rs.proc.SID == rs.proc.PID {
-			if _, err := rs.call(unix.SYS_SETSID); err != nil {
-				return rs.fail("setsid", err)
+			if err := rs.setsid(); err != nil {
+				return err
 			}
 		}
 	}
@@ -65,6 +65,9 @@ func (t *tree) createTree() error {
 			}
 		}
 	}
+	if err := t.restoreForeground(); err != nil {
+		return err
+	}
 	// The zombies are not restorers of live processes: take them out.
 	t.procs = t.procs[:len(t.procs)-len(zombies)]
 	t.zombies = zombies
@@ -72,6 +75,19 @@ func (t *tree) createTree() error {
 		if err := rs.die(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// setsid makes the process the leader of a new session and, when the
+// shell job's terminal was its controlling terminal, gives it that terminal
+// before any child is forked, so that they inherit it.
+func (rs *restorer) setsid() error {
+	if _, err := rs.call(unix.SYS_SETSID); err != nil {
+		return rs.fail("setsid", err)
+	}
+	if rs.proc.CTTY {
+		return rs.acquireTerminal()
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ func newDumpCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&opts.LeaveRunning, "leave-running", false, "resume the process after the dump instead of killing it")
+	cmd.Flags().BoolVar(&opts.ShellJob, "shell-job", false, "dump the tree's terminal (/dev/pts/N) descriptors for a restore --shell-job onto another terminal")
 	cmd.Flags().StringVar(&imagePath, "image", "", "image file to write, - for stdout")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print statistics on stderr")
 	return cmd

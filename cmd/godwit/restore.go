@@ -51,6 +51,7 @@ func newRestoreCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&imagePath, "image", "", "image file to read, - for stdin")
 	cmd.Flags().BoolVar(&opts.UserNS, "userns", os.Geteuid() != 0, "restore into a new user and PID namespace (the default when not root)")
+	cmd.Flags().BoolVar(&opts.ShellJob, "shell-job", false, "attach the terminal of an image dumped with --shell-job to this terminal (stdin, else /dev/tty)")
 	cmd.Flags().DurationVar(&opts.PIDWait, "pid-wait", 0, "how long to wait for a zombie holding a PID of the image (default 5s)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print statistics on stderr")
 	return cmd
