@@ -137,7 +137,7 @@ func (e *Error) Is(target error) bool {
 func isSentinel(t *Error) bool {
 	switch t {
 	case ErrNoProcess, ErrPermission, ErrAlreadyTraced, ErrUnsupported, ErrUnreadable,
-		ErrPIDInUse, ErrBadImage, ErrKernel, ErrExited, ErrInvalid:
+		ErrPIDInUse, ErrBadImage, ErrKernel, ErrExited, ErrInvalid, ErrConnection, ErrAuth, ErrMigration:
 		return true
 	}
 	return false

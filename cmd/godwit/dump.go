@@ -18,7 +18,7 @@ func init() { register(newDumpCommand) }
 func newDumpCommand() *cobra.Command {
 	var opts checkpoint.Options
 	var imagePath string
-	var verbose bool
+	var verbose, tcpEstablished, tcpClose bool
 	cmd := &cobra.Command{
 		Use:   "dump [--leave-running] --image FILE PID",
 		Short: "checkpoint a running process into an image (FILE may be - for stdout)",
@@ -27,6 +27,14 @@ func newDumpCommand() *cobra.Command {
 			pid, err := strconv.Atoi(args[0])
 			if err != nil || pid <= 0 {
 				return &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", Msg: fmt.Sprintf("%q is not a pid", args[0])}
+			}
+			switch {
+			case tcpEstablished && tcpClose:
+				return &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", Msg: "--tcp-established and --tcp-close exclude each other"}
+			case tcpEstablished:
+				opts.TCP = checkpoint.TCPEstablished
+			case tcpClose:
+				opts.TCP = checkpoint.TCPClose
 			}
 			if imagePath == "" {
 				return &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", Msg: "--image is required"}
@@ -61,6 +69,8 @@ func newDumpCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&opts.LeaveRunning, "leave-running", false, "resume the process after the dump instead of killing it")
 	cmd.Flags().BoolVar(&opts.ShellJob, "shell-job", false, "dump the tree's terminal (/dev/pts/N) descriptors for a restore --shell-job onto another terminal")
+	cmd.Flags().BoolVar(&tcpEstablished, "tcp-established", false, "dump established TCP connections with TCP_REPAIR (restore where the same addresses are)")
+	cmd.Flags().BoolVar(&tcpClose, "tcp-close", false, "dump established TCP connections to be restored closed (the application reconnects)")
 	cmd.Flags().StringVar(&imagePath, "image", "", "image file to write, - for stdout")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print statistics on stderr")
 	return cmd
