@@ -6,6 +6,11 @@
 // /proc/PID/mem, which a tracer may use to write into read-only private
 // mappings, so restore can map every region with its final protection at
 // once.
+//
+// For live migration it also tracks the pages a running process writes
+// (Tracker, pre-copy) and serves the missing pages of a restored process as
+// it touches them (UFFD, post-copy), both with a userfaultfd made inside
+// that process (CreateUFFDIn).
 package mem
 
 import (

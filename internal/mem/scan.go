@@ -45,10 +45,41 @@ const pagemapScan = 3<<30 | uint64(unsafe.Sizeof(pmScanArg{}))<<16 | 'f'<<8 | 16
 // little however large it is. It returns ErrNoScan on kernels without
 // PAGEMAP_SCAN.
 func (p *Process) Scan(start, end, anyOf, report uint64, out []Region) ([]Region, error) {
+	return p.scan(start, end, 0, anyOf, report, out)
+}
+
+// ScanWritten appends to out the regions of [start, end) written since they
+// were last write-protected, and write-protects them again, atomically with
+// the report (PAGEMAP_SCAN with PM_SCAN_WP_MATCHING): a page written after
+// its region was reported is reported again by the next call. Every mapping
+// in the range must be registered with a userfaultfd in async write-protect
+// mode (UFFD_FEATURE_WP_ASYNC, see Tracker): otherwise it fails with an
+// error wrapping EPERM (PM_SCAN_CHECK_WPASYNC) instead of skipping the
+// mapping. The regions found before a failure are still appended to out:
+// they were write-protected, so they would not be reported again.
+//
+// A page written to is reported whether or not it is present: a page given
+// back with MADV_DONTNEED after it was written is reported, and reads as
+// zero.
+func (p *Process) ScanWritten(start, end uint64, out []Region) ([]Region, error) {
+	return p.scan(start, end, pmScanWPMatching|pmScanCheckWPAsync, PageWritten, PageWritten, out)
+}
+
+// PAGEMAP_SCAN flags (linux/fs.h).
+const (
+	pmScanWPMatching   = 1 << 0
+	pmScanCheckWPAsync = 1 << 1
+)
+
+func (p *Process) scan(start, end, flags, anyOf, report uint64, out []Region) ([]Region, error) {
 	var vec [512]Region
 	for start < end {
+		// The kernel copies out what it found even when it fails half-way
+		// (PM_SCAN_CHECK_WPASYNC meeting an unregistered mapping), but then
+		// returns no count: the entries it wrote are the non-empty ones.
+		clear(vec[:])
 		arg := pmScanArg{
-			start: start, end: end,
+			flags: flags, start: start, end: end,
 			vec: uint64(uintptr(unsafe.Pointer(&vec[0]))), vecLen: uint64(len(vec)),
 			categoryAnyofMask: anyOf, returnMask: report,
 		}
@@ -56,10 +87,16 @@ func (p *Process) Scan(start, end, anyOf, report uint64, out []Region) ([]Region
 		n, _, errno := unix.Syscall(unix.SYS_IOCTL, p.pagemap.Fd(), uintptr(pagemapScan), uintptr(unsafe.Pointer(&arg)))
 		runtime.KeepAlive(&vec)
 		if errno != 0 {
-			if errno == unix.ENOTTY || errno == unix.EINVAL {
+			for _, r := range vec {
+				if r.End == 0 {
+					break
+				}
+				out = append(out, r)
+			}
+			if errno == unix.ENOTTY || (errno == unix.EINVAL && flags == 0) {
 				return out, fmt.Errorf("pid %d: %w (%v)", p.PID, ErrNoScan, errno)
 			}
-			return out, fmt.Errorf("pid %d: scan the page map at %#x: %w", p.PID, start, errno)
+			return out, fmt.Errorf("pid %d: scan the page map at %#x-%#x: %w", p.PID, start, end, errno)
 		}
 		out = append(out, vec[:n]...)
 		if arg.walkEnd <= start || arg.walkEnd > end {
