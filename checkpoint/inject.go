@@ -221,9 +221,21 @@ func (a *asker) finish() error {
 		if err := in.Finish(); err != nil {
 			return err
 		}
-		if len(in.Deferred) > 0 {
-			return fmt.Errorf("tid %d: a signal arrived while injected calls ended", tid)
+		for _, si := range in.Deferred {
+			sig := binary.LittleEndian.Uint32(si)
+			switch unix.Signal(sig) {
+			case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+				// A stopped process (^Z) meets its stop again on the way
+				// out: send it again; it is delivered once detached, and the
+				// process stays stopped as it was.
+				if err := unix.Tgkill(a.pid, tid, unix.Signal(sig)); err != nil {
+					return fmt.Errorf("tid %d: stop signal %d again: %w", tid, sig, err)
+				}
+			default:
+				return fmt.Errorf("tid %d: signal %d arrived while injected calls ended", tid, sig)
+			}
 		}
+		in.Deferred = nil
 	}
 	return nil
 }

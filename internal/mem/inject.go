@@ -181,7 +181,7 @@ func finish(in *ptrace.Injector, pid int) error {
 				return err
 			}
 		}
-		if err := endSteps(in); err != nil {
+		if err := in.Finish(); err != nil {
 			return err
 		}
 		if len(in.Deferred) == 0 {
@@ -189,42 +189,6 @@ func finish(in *ptrace.Injector, pid int) error {
 		}
 		if round >= 4 {
 			return fmt.Errorf("tid %d: signals keep arriving while injected calls end", in.TID)
-		}
-	}
-}
-
-// endSteps is ptrace.Injector.Finish for any thread: it leaves the thread in
-// an ordinary interrupt stop with single-stepping switched off, and keeps
-// the signals met on the way in in.Deferred. Unlike Finish it accepts the
-// interrupt stop of a thread of a stopped process (SIGSTOP), which the
-// kernel reports as PTRACE_EVENT_STOP with the stop signal instead of
-// SIGTRAP: resuming that one with PTRACE_CONT would let the thread run.
-func endSteps(in *ptrace.Injector) error {
-	if err := ptrace.Interrupt(in.TID); err != nil {
-		return fmt.Errorf("tid %d: PTRACE_INTERRUPT: %w", in.TID, err)
-	}
-	if err := ptrace.Cont(in.TID, 0); err != nil {
-		return fmt.Errorf("tid %d: PTRACE_CONT: %w", in.TID, err)
-	}
-	for i := 0; ; i++ {
-		ws, err := ptrace.WaitStopped(in.TID)
-		if err != nil {
-			return err
-		}
-		if uint32(ws)>>16 == unix.PTRACE_EVENT_STOP {
-			return nil
-		}
-		if i > 8 {
-			return fmt.Errorf("tid %d: no interrupt stop after injected calls (status %#x)", in.TID, uint32(ws))
-		}
-		// A signal-delivery stop came first: keep the signal for later.
-		if ws.StopSignal() != unix.SIGTRAP || ws.TrapCause() == 0 {
-			if si, err := ptrace.GetSiginfo(in.TID); err == nil {
-				in.Deferred = append(in.Deferred, si)
-			}
-		}
-		if err := ptrace.Cont(in.TID, 0); err != nil {
-			return fmt.Errorf("tid %d: PTRACE_CONT: %w", in.TID, err)
 		}
 	}
 }

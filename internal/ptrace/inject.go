@@ -179,15 +179,19 @@ func (in *Injector) Finish() error {
 		if err != nil {
 			return err
 		}
-		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_STOP {
+		// The interrupt stop is an event stop whose signal is SIGTRAP, or
+		// the stop signal of a process stopped by SIGSTOP (group stop).
+		if uint32(ws)>>16 == unix.PTRACE_EVENT_STOP {
 			return nil
 		}
 		if i > 8 {
 			return fmt.Errorf("tid %d: no interrupt stop after injected calls (status %#x)", in.TID, uint32(ws))
 		}
-		// A signal stop came first: keep the signal for later, go on.
-		if si, err := GetSiginfo(in.TID); err == nil && ws.TrapCause() <= 0 {
-			in.Deferred = append(in.Deferred, si)
+		// A signal-delivery stop came first: keep the signal for later.
+		if ws.StopSignal() != unix.SIGTRAP || ws.TrapCause() <= 0 {
+			if si, err := GetSiginfo(in.TID); err == nil {
+				in.Deferred = append(in.Deferred, si)
+			}
 		}
 		if err := Cont(in.TID, 0); err != nil {
 			return fmt.Errorf("tid %d: PTRACE_CONT: %w", in.TID, err)

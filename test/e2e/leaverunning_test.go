@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/godwit-dev/godwit/internal/testutil"
 )
 
@@ -48,4 +50,35 @@ func anyStopped(pid int) bool {
 		}
 	}
 	return false
+}
+
+// TestDumpStoppedProcess dumps a process stopped by SIGSTOP (a job
+// suspended with ^Z): the dump must finish, leave it stopped and untraced,
+// and after SIGCONT it carries on.
+func TestDumpStoppedProcess(t *testing.T) {
+	setup(t)
+	v := startC(t, testutil.VictimOptions{}, "--threads", "2", "--mem", "4")
+	before := poke(t, v)
+	if err := unix.Kill(v.PID(), unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		st, err := testutil.ReadStat(v.PID(), v.PID())
+		return err == nil && st.Stopped()
+	}, "the victim to stop")
+	dump(t, v, "--leave-running")
+	tids, err := testutil.Tasks(v.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range tids {
+		st, err := testutil.ReadStat(v.PID(), tid)
+		if err != nil || !st.Stopped() || st.TracerPID != 0 {
+			t.Fatalf("thread %d after the dump: %+v %v (want stopped by SIGSTOP, untraced)", tid, st, err)
+		}
+	}
+	unix.Kill(v.PID(), unix.SIGCONT)
+	after := poke(t, v)
+	checkCommon(t, v, before, after)
+	checkMem(t, before, after)
 }
