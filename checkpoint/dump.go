@@ -12,6 +12,7 @@ package checkpoint
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -397,22 +398,40 @@ func (d *dumper) kill(members []*member) error {
 		}
 	}
 	// Collect the traced threads' exits (this passes each leader's exit on
-	// to its real parent). Other threads before their leader: a traced
-	// leader is only reported once they are gone.
-	for i := len(members) - 1; i >= 0; i-- {
-		f := members[i].frozen
-		if f == nil {
-			continue
-		}
-		for j := len(f.tids) - 1; j >= 0; j-- {
-			tid := f.tids[j]
-			for {
-				ws, err := ptrace.Wait(tid)
-				if err != nil || ws.Exited() || ws.Signaled() {
-					break
-				}
+	// to its real parent), in whatever order they come: a traced leader is
+	// only reported once its other threads are gone, and the last thread of
+	// a PID namespace's init waits in the kernel for its siblings to be
+	// reaped. Each pass collects what is ready without blocking.
+	left := map[int]*frozen{}
+	for _, mb := range members {
+		if mb.frozen != nil {
+			for _, tid := range mb.frozen.tids {
+				left[tid] = mb.frozen
 			}
+		}
+	}
+	for pass := 0; len(left) > 0; pass++ {
+		progress := false
+		for tid, f := range left {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+			if err == unix.EINTR || (err == nil && pid == 0) {
+				continue
+			}
+			if err == nil && !ws.Exited() && !ws.Signaled() {
+				progress = true // a stop on the way out (PTRACE_EVENT_EXIT, ...)
+				continue
+			}
+			// Exited, or ECHILD: gone (or no longer ours to wait for).
+			delete(left, tid)
 			delete(f.ready, tid)
+			progress = true
+		}
+		if !progress {
+			if pass > 30000 {
+				return &fault.Error{Code: fault.CodeDumpFailed, Op: "kill", Msg: fmt.Sprintf("%d threads did not exit", len(left))}
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 	for _, pidfd := range pidfds {

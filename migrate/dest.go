@@ -64,14 +64,38 @@ func (srv *Server) Handle(ctx context.Context, sess Session) (*Received, error) 
 	r := &receiver{srv: srv, sess: sess, store: newStore(srv.MemoryLimit), log: log,
 		msgs: make(chan *message, 16), rerr: make(chan error, 1)}
 	rec, err := r.run(ctx)
+	r.store.release()
 	if err != nil && r.ctl != nil {
-		var fe *fault.Error
-		if !errors.As(err, &fe) {
-			fe = &fault.Error{Code: fault.CodeMigration, Msg: err.Error()}
+		// The whole text travels (the cause is not serialized), with the code.
+		fe := &fault.Error{Code: fault.CodeOf(err), Msg: err.Error()}
+		var ours *fault.Error
+		if errors.As(err, &ours) {
+			fe.PID, fe.Path, fe.Addr, fe.Remedy = ours.PID, ours.Path, ours.Addr, ours.Remedy
 		}
 		writeMessage(r.ctl, &message{Type: msgError, Error: fe})
 	}
+	if r.ctl != nil {
+		r.linger(3 * time.Second)
+	}
 	return rec, err
+}
+
+// linger waits, up to d, for the source to end the session: closing it
+// first could make the source see a broken connection before the last
+// message.
+func (r *receiver) linger(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case _, ok := <-r.msgs:
+			if !ok {
+				return
+			}
+		case <-t.C:
+			return
+		}
+	}
 }
 
 func (r *receiver) run(ctx context.Context) (*Received, error) {

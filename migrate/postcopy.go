@@ -174,7 +174,34 @@ func (s *source) servePostcopy(ctx context.Context, lazy lazyRanges, onRunning f
 				return err
 			}
 		case err := <-reqErr:
-			return connError("post-copy", err)
+			// The destination may have finished and gone: its last word
+			// is what counts.
+			t := time.NewTimer(2 * time.Second)
+			for {
+				select {
+				case m, ok := <-s.msgs:
+					if !ok {
+						t.Stop()
+						return connError("post-copy", err)
+					}
+					switch m.Type {
+					case msgRunning:
+						onRunning(m)
+						continue
+					case msgPostcopyDone:
+						t.Stop()
+						s.rep.PostcopyFaults = p.faults
+						return nil
+					}
+					t.Stop()
+					if _, cerr := s.check(m, msgPostcopyDone); cerr != nil {
+						return cerr
+					}
+					return connError("post-copy", err)
+				case <-t.C:
+					return connError("post-copy", err)
+				}
+			}
 		case req, ok := <-p.reqs:
 			if !ok {
 				p.reqs = nil
@@ -446,36 +473,44 @@ func (pc *postcopy) apply(st net.Conn) error {
 		if lp == nil {
 			continue
 		}
-		for i := 0; i < f.count; i++ {
-			src := f.addr + uint64(i)*image.PageSize
+		for i := 0; i < f.count; {
+			// A run of pages wanted here, contiguous where they live now:
+			// one UFFDIO_COPY (and one wake) for all of them.
 			lp.mu.Lock()
-			dst := lp.toDest(src)
-			st := lp.state[dst]
-			if st == pageWanted {
-				lp.state[dst] = pageHere
+			dst := lp.toDest(f.addr + uint64(i)*image.PageSize)
+			n := 0
+			for i+n < f.count {
+				d := lp.toDest(f.addr + uint64(i+n)*image.PageSize)
+				if d != dst+uint64(n)*image.PageSize || lp.state[d] != pageWanted {
+					break
+				}
+				lp.state[d] = pageHere
+				n++
 			}
 			lp.mu.Unlock()
-			if st != pageWanted {
+			if n == 0 {
+				i++
 				continue
 			}
-			var cerr error
-			if f.zero {
-				cerr = lp.u.Zero(dst, image.PageSize)
-			} else {
-				cerr = lp.u.Copy(dst, f.data[i*image.PageSize:(i+1)*image.PageSize], true)
+			length := uint64(n) * image.PageSize
+			fill := func() error {
+				if f.zero {
+					return lp.u.Zero(dst, length)
+				}
+				return lp.u.Copy(dst, f.data[i*image.PageSize:(i+n)*image.PageSize], true)
 			}
+			cerr := fill()
 			for tries := 0; errors.Is(cerr, mem.ErrMappingsChanging) && tries < 1000; tries++ {
 				time.Sleep(100 * time.Microsecond) // the fault server reads the event meanwhile
-				if f.zero {
-					cerr = lp.u.Zero(dst, image.PageSize)
-				} else {
-					cerr = lp.u.Copy(dst, f.data[i*image.PageSize:(i+1)*image.PageSize], true)
-				}
+				cerr = fill()
 			}
 			if cerr != nil && !errors.Is(cerr, unix.ENOENT) && !errors.Is(cerr, unix.ESRCH) {
-				return &fault.Error{Code: fault.CodeMigration, Op: "post-copy: copy a page", PID: f.pid, Addr: dst, Err: cerr}
+				return &fault.Error{Code: fault.CodeMigration, Op: "post-copy: copy pages", PID: f.pid, Addr: dst, Err: cerr}
 			}
-			pc.settled(lp, dst)
+			for k := 0; k < n; k++ {
+				pc.settled(lp, dst+uint64(k)*image.PageSize)
+			}
+			i += n
 		}
 	}
 }

@@ -146,6 +146,9 @@ func Migrate(ctx context.Context, pid int, sess Session, opts Options) (*Report,
 		msgs: make(chan *message, 16), rerr: make(chan error, 1), track: map[int]tracker{}, seen: map[int]map[uint64]bool{}}
 	defer s.closeTrackers()
 	err := s.run(ctx)
+	if !s.rep.Committed {
+		err = s.explain(err)
+	}
 	s.rep.Total = time.Since(start)
 	s.rep.Bytes = s.sent.Load()
 	if err != nil && !s.rep.Committed {
@@ -256,17 +259,59 @@ func (s *source) pending() error {
 
 func (s *source) check(m *message, typ string) (*message, error) {
 	if m.Type == msgError {
-		e := m.Error
-		if e == nil {
-			e = &fault.Error{Code: fault.CodeMigration, Msg: "the destination failed"}
-		}
-		return nil, &fault.Error{Code: fault.CodeMigration, Op: "destination", Msg: e.Error(), Err: e,
-			Remedy: "the process runs on here; fix the destination and migrate again"}
+		return nil, destError(m.Error)
 	}
 	if m.Type != typ {
 		return nil, fmt.Errorf("%w: %q from the destination, want %q", errProtocol, m.Type, typ)
 	}
 	return m, nil
+}
+
+// destError is the error the destination reported, with its code (a pid
+// in use stays pid-in-use).
+func destError(e *fault.Error) error {
+	if e == nil {
+		e = &fault.Error{Code: fault.CodeMigration, Msg: "the destination failed"}
+	}
+	remedy := "the process runs on here"
+	if e.Remedy != "" {
+		remedy += "; " + e.Remedy
+	}
+	return &fault.Error{Code: e.Code, Op: "destination", Msg: e.Msg, PID: e.PID, Path: e.Path, Addr: e.Addr, Remedy: remedy}
+}
+
+// explain returns, for an error met while talking to the destination,
+// the destination's own error when it sent one: it ends the session right
+// after, which the source may notice first, as a failed write. A failed
+// write on a session that ended is a lost connection.
+func (s *source) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch fault.CodeOf(err) {
+	case fault.CodeIO, fault.CodeConnection:
+	default:
+		return err
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case m, ok := <-s.msgs:
+			if !ok {
+				if fault.CodeOf(err) == fault.CodeIO {
+					return &fault.Error{Code: fault.CodeConnection, Op: "migrate", Msg: "connection lost", Err: err,
+						Remedy: "check the network and that godwit serve runs on the destination"}
+				}
+				return err
+			}
+			if m.Type == msgError {
+				return destError(m.Error)
+			}
+		case <-t.C:
+			return err
+		}
+	}
 }
 
 // sendPages sends the dirty pages of every tracked process on a new stream.

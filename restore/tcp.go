@@ -9,7 +9,7 @@ import (
 
 // establishedTCP tells a connection dumped with its TCP_REPAIR state.
 func establishedTCP(d *files.Desc) bool {
-	return d.Kind == files.KindTCP && d.Socket != nil && d.Socket.TCP != nil
+	return d.Kind == files.KindTCP && d.Socket != nil && d.Socket.TCP != nil && !d.Socket.TCP.Closed
 }
 
 // createTCP recreates an established connection, silent (in repair mode)

@@ -95,7 +95,7 @@ race_packages() {
 		if grep -lqE '^\s*go (func|[a-zA-Z_.]+\()|sync\.' "$dir"/*.go 2>/dev/null; then
 			echo "$pkg"
 		fi
-	done | grep -v '/test/e2e$'
+	done | grep -vE '/test/(e2e|migrate)$'
 }
 
 run_race() {

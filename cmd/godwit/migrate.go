@@ -94,6 +94,13 @@ func newMigrateCommand() *cobra.Command {
 			defer stop()
 			sess, err := transport.Dial(ctx, to, cfg)
 			if err != nil {
+				if asJSON {
+					json.NewEncoder(os.Stdout).Encode(struct {
+						PID          int          `json:"pid"`
+						SourceResume bool         `json:"source_resumed"`
+						Error        *fault.Error `json:"error"`
+					}{pid, true, asFault(err)})
+				}
 				return err
 			}
 			defer sess.Close()
