@@ -88,6 +88,8 @@ type dumper struct {
 	// repairs holds the TCP connections put in repair mode, until the
 	// dump either resumes the tree or kills it.
 	repairs *files.Repairs
+	// eager are the pages a post-copy keeps in the image (rseq areas).
+	eager map[uint64]bool
 }
 
 // Dump checkpoints process pid into w.
@@ -256,6 +258,7 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 				}
 			}
 			if err == nil {
+				d.eager = p.RseqPages()
 				r, err = d.readDirtyPagesInto(m, p.VMAs, d.reserved[mb.pid], dirty, tracked)
 			}
 			delete(d.reserved, mb.pid)

@@ -130,8 +130,10 @@ type extent struct {
 	file  bool // of a private file mapping
 	// keepZero keeps zero pages as zero runs (file mappings, pre-copy)
 	keepZero bool
-	zero     bool // the shared zero page: not read
-	off      int  // where its data goes in the buffer (pages read)
+	// eager is a page a post-copy sends in the image (see splitLazy)
+	eager bool
+	zero  bool // the shared zero page: not read
+	off   int  // where its data goes in the buffer (pages read)
 }
 
 // Reading is split into chunks of this many pages, handed out to workers.
@@ -171,7 +173,7 @@ func (d *dumper) readDirtyPagesInto(m *mem.Process, vmas []image.VMA, pb *pageBu
 	}
 	if d.opts.Lazy != nil {
 		var lazy []PageRange
-		exts, total, lazy = splitLazy(exts, vmas)
+		exts, total, lazy = splitLazy(exts, vmas, d.eager)
 		if err := d.opts.Lazy(m.PID, lazy); err != nil {
 			return nil, err
 		}

@@ -157,12 +157,38 @@ func Tree(pid int) ([]int, error) {
 // splitLazy takes out of exts the pages of anonymous mappings, which a
 // post-copy leaves behind to be fetched on demand, and returns them as
 // ranges, with the remaining extents and the bytes they need.
-func splitLazy(exts []extent, vmas []image.VMA) ([]extent, int, []PageRange) {
+func splitLazy(exts []extent, vmas []image.VMA, eager map[uint64]bool) ([]extent, int, []PageRange) {
 	var keep []extent
 	var lazy []PageRange
 	total := 0
+	// Pages in eager (rseq areas, which the kernel writes as soon as a
+	// thread runs) travel in the image: an extent holding one is split.
+	var split []extent
 	for _, e := range exts {
-		if vmas[e.vma].Kind == image.VMAAnon {
+		if vmas[e.vma].Kind != image.VMAAnon || e.zero {
+			split = append(split, e)
+			continue
+		}
+		start := 0
+		for i := 0; i < e.pages; i++ {
+			if !eager[e.addr+uint64(i)*mem.PageSize] {
+				continue
+			}
+			if i > start {
+				split = append(split, sub(e, start, i))
+			}
+			one := sub(e, i, i+1)
+			one.keepZero = true
+			one.eager = true
+			split = append(split, one)
+			start = i + 1
+		}
+		if start < e.pages {
+			split = append(split, sub(e, start, e.pages))
+		}
+	}
+	for _, e := range split {
+		if vmas[e.vma].Kind == image.VMAAnon && !e.eager {
 			if !e.zero {
 				lazy = append(lazy, PageRange{Addr: e.addr, Pages: e.pages})
 			}
@@ -175,4 +201,14 @@ func splitLazy(exts []extent, vmas []image.VMA) ([]extent, int, []PageRange) {
 		keep = append(keep, e)
 	}
 	return keep, total, normalize(lazy)
+}
+
+// sub is the part [from, to) of extent e's pages.
+func sub(e extent, from, to int) extent {
+	e.addr += uint64(from) * mem.PageSize
+	if !e.zero {
+		e.off += from * mem.PageSize
+	}
+	e.pages = to - from
+	return e
 }

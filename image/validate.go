@@ -237,3 +237,17 @@ func (m *Meta) Process(pid int) *Process {
 	}
 	return nil
 }
+
+// RseqPages returns the pages holding the rseq areas of p's threads. The
+// kernel writes there when a thread returns to user space, so a restore that
+// fills memory lazily must fill these pages first.
+func (p *Process) RseqPages() map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, t := range p.Threads {
+		if t.Rseq != nil && t.Rseq.Addr != 0 {
+			out[t.Rseq.Addr&^(PageSize-1)] = true
+			out[(t.Rseq.Addr+uint64(max(t.Rseq.Size, 1))-1)&^(PageSize-1)] = true
+		}
+	}
+	return out
+}

@@ -310,6 +310,11 @@ type lazyProc struct {
 	state map[uint64]uint8
 	asked map[uint64]bool
 	lazy  []checkpoint.PageRange
+	anon  []image.VMA
+	// done are the source pages settled (see settled).
+	done map[uint64]bool
+	// queued are faults read by fill while it drained events.
+	queued []mem.Event
 	// remaps translate addresses after the process moved memory.
 	remaps []remap
 }
@@ -346,16 +351,25 @@ type postcopy struct {
 	done   chan struct{}
 	fail   chan error
 	wg     sync.WaitGroup
-	faults uint64
+	faults atomic.Uint64
 	// remaining counts the lazy pages not here (nor dropped) yet.
 	remaining atomic.Int64
-	allHere   chan struct{}
-	once      sync.Once
+	// local, for a pre-copy, holds the pages received in its rounds:
+	// the processes are filled from it after they resumed.
+	local   *store
+	allHere chan struct{}
+	once    sync.Once
 }
 
-// settled notes that a page of the lazy ranges is here or dropped.
+// settled notes that a page of the lazy ranges is here or dropped, once
+// per page of the source (lp.mu held).
 func (pc *postcopy) settled(lp *lazyProc, dst uint64) {
-	if containsPage(lp.lazy, lp.toSource(dst)) && pc.remaining.Add(-1) == 0 {
+	src := lp.toSource(dst)
+	if lp.done[src] || !containsPage(lp.lazy, src) {
+		return
+	}
+	lp.done[src] = true
+	if pc.remaining.Add(-1) == 0 {
 		pc.once.Do(func() { close(pc.allHere) })
 	}
 }
@@ -374,7 +388,7 @@ func (pc *postcopy) adopt(pid, fd int, anon []image.VMA) error {
 			return &fault.Error{Code: fault.CodeRestoreFailed, Op: "post-copy: register", PID: pid, Addr: v.Start, Err: err}
 		}
 	}
-	pc.procs[pid] = &lazyProc{pid: pid, u: u, state: map[uint64]uint8{}, asked: map[uint64]bool{}}
+	pc.procs[pid] = &lazyProc{pid: pid, u: u, state: map[uint64]uint8{}, asked: map[uint64]bool{}, anon: anon, done: map[uint64]bool{}}
 	return nil
 }
 
@@ -469,50 +483,68 @@ func (pc *postcopy) apply(st net.Conn) error {
 		if err != nil {
 			return connError("receive post-copy pages", err)
 		}
-		lp := pc.procs[f.pid]
-		if lp == nil {
-			continue
-		}
-		for i := 0; i < f.count; {
-			// A run of pages wanted here, contiguous where they live now:
-			// one UFFDIO_COPY (and one wake) for all of them.
-			lp.mu.Lock()
-			dst := lp.toDest(f.addr + uint64(i)*image.PageSize)
-			n := 0
-			for i+n < f.count {
-				d := lp.toDest(f.addr + uint64(i+n)*image.PageSize)
-				if d != dst+uint64(n)*image.PageSize || lp.state[d] != pageWanted {
-					break
-				}
-				lp.state[d] = pageHere
-				n++
-			}
-			lp.mu.Unlock()
-			if n == 0 {
-				i++
-				continue
-			}
-			length := uint64(n) * image.PageSize
-			fill := func() error {
-				if f.zero {
-					return lp.u.Zero(dst, length)
-				}
-				return lp.u.Copy(dst, f.data[i*image.PageSize:(i+n)*image.PageSize], true)
-			}
-			cerr := fill()
-			for tries := 0; errors.Is(cerr, mem.ErrMappingsChanging) && tries < 1000; tries++ {
-				time.Sleep(100 * time.Microsecond) // the fault server reads the event meanwhile
-				cerr = fill()
-			}
-			if cerr != nil && !errors.Is(cerr, unix.ENOENT) && !errors.Is(cerr, unix.ESRCH) {
-				return &fault.Error{Code: fault.CodeMigration, Op: "post-copy: copy pages", PID: f.pid, Addr: dst, Err: cerr}
-			}
-			for k := 0; k < n; k++ {
-				pc.settled(lp, dst+uint64(k)*image.PageSize)
-			}
-			i += n
+		if err := pc.fill(&f); err != nil {
+			return err
 		}
 	}
+}
+
+// fill copies the pages of f that are still wanted into their process.
+func (pc *postcopy) fill(f *pageFrame) error {
+	lp := pc.procs[f.pid]
+	if lp == nil {
+		return nil
+	}
+	for i, tries := 0, 0; i < f.count; {
+		// A run of pages wanted here, contiguous where they live now: one
+		// UFFDIO_COPY (and one wake) for all of them. lp.mu is held from
+		// the check to the copy: a page the process gave back or moved
+		// meanwhile (its event is applied under lp.mu) is not filled.
+		lp.mu.Lock()
+		dst := lp.toDest(f.addr + uint64(i)*image.PageSize)
+		n := 0
+		for i+n < f.count {
+			d := lp.toDest(f.addr + uint64(i+n)*image.PageSize)
+			if d != dst+uint64(n)*image.PageSize || lp.state[d] != pageWanted {
+				break
+			}
+			n++
+		}
+		if n == 0 {
+			lp.mu.Unlock()
+			i++
+			continue
+		}
+		length := uint64(n) * image.PageSize
+		var err error
+		if f.zero {
+			err = lp.u.Zero(dst, length)
+		} else {
+			err = lp.u.Copy(dst, f.data[i*image.PageSize:(i+n)*image.PageSize], true)
+		}
+		if errors.Is(err, mem.ErrMappingsChanging) && tries < 1000 {
+			// An event waits to be read: read and apply it (faults are
+			// queued for the fault server), then look again.
+			pc.drainLocked(lp)
+			lp.mu.Unlock()
+			tries++
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+			lp.mu.Unlock()
+			return &fault.Error{Code: fault.CodeMigration, Op: "post-copy: copy pages", PID: f.pid, Addr: dst, Err: err}
+		}
+		for k := 0; k < n; k++ {
+			d := dst + uint64(k)*image.PageSize
+			lp.state[d] = pageHere
+			pc.settled(lp, d)
+		}
+		lp.mu.Unlock()
+		i += n
+		tries = 0
+	}
+	return nil
 }
 
 // serveFaults answers the faults of one process until stop.
@@ -524,6 +556,16 @@ func (pc *postcopy) serveFaults(lp *lazyProc, stop <-chan struct{}) {
 			return
 		default:
 		}
+		lp.mu.Lock()
+		queued := lp.queued
+		lp.queued = nil
+		lp.mu.Unlock()
+		for _, ev := range queued {
+			if err := pc.event(lp, ev); err != nil {
+				pc.fail <- err
+				return
+			}
+		}
 		ok, err := lp.u.Poll(50 * time.Millisecond)
 		if err != nil {
 			pc.fail <- err
@@ -533,7 +575,15 @@ func (pc *postcopy) serveFaults(lp *lazyProc, stop <-chan struct{}) {
 			continue
 		}
 		for {
+			// An event is read and applied under lp.mu: fill holds it
+			// from its check of a page's state to its copy, so no page
+			// given back or moved by the process is filled with old data.
+			lp.mu.Lock()
 			ev, ok, err := lp.u.ReadEvent()
+			if err == nil && ok && ev.Kind != mem.EventPagefault {
+				pc.mappingEvent(lp, ev)
+			}
+			lp.mu.Unlock()
 			if err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					return
@@ -544,6 +594,9 @@ func (pc *postcopy) serveFaults(lp *lazyProc, stop <-chan struct{}) {
 			if !ok {
 				break
 			}
+			if ev.Kind != mem.EventPagefault {
+				continue
+			}
 			if err := pc.event(lp, ev); err != nil {
 				pc.fail <- err
 				return
@@ -552,8 +605,50 @@ func (pc *postcopy) serveFaults(lp *lazyProc, stop <-chan struct{}) {
 	}
 }
 
-// event handles one userfaultfd message.
+// drainLocked reads the events queued in lp's userfaultfd, applies the
+// changes of mappings and queues the faults (lp.mu held).
+func (pc *postcopy) drainLocked(lp *lazyProc) {
+	for {
+		ev, ok, err := lp.u.ReadEvent()
+		if err != nil || !ok {
+			return
+		}
+		if ev.Kind == mem.EventPagefault {
+			lp.queued = append(lp.queued, ev)
+		} else {
+			pc.mappingEvent(lp, ev)
+		}
+	}
+}
+
+// mappingEvent applies a change of the process's mappings (lp.mu held).
+func (pc *postcopy) mappingEvent(lp *lazyProc, ev mem.Event) {
+	switch ev.Kind {
+	case mem.EventRemove, mem.EventUnmap:
+		for a := ev.Addr; a < ev.Addr+ev.Len; a += image.PageSize {
+			// Settled only where the page lives now: after a move, the
+			// old range is unmapped while the pages live on elsewhere.
+			if lp.state[a] == pageWanted && lp.toDest(lp.toSource(a)) == a {
+				pc.settled(lp, a)
+			}
+			lp.state[a] = pageDropped
+		}
+	case mem.EventRemap:
+		lp.remaps = append(lp.remaps, remap{from: ev.Addr, to: ev.To, len: ev.Len})
+		for a := uint64(0); a < ev.Len; a += image.PageSize {
+			if st, ok := lp.state[ev.Addr+a]; ok {
+				lp.state[ev.To+a] = st
+				delete(lp.state, ev.Addr+a)
+			}
+		}
+	}
+}
+
+// event handles one page fault.
 func (pc *postcopy) event(lp *lazyProc, ev mem.Event) error {
+	if ev.Kind == mem.EventPagefault && pc.local != nil {
+		return pc.localFault(lp, ev.Addr&^(image.PageSize-1))
+	}
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	switch ev.Kind {
@@ -577,7 +672,7 @@ func (pc *postcopy) event(lp *lazyProc, ev mem.Event) error {
 			return nil
 		}
 		lp.asked[a] = true
-		pc.faults++
+		pc.faults.Add(1)
 		pc.reqMu.Lock()
 		defer pc.reqMu.Unlock()
 		binary.LittleEndian.PutUint32(pc.hdr, uint32(lp.pid))
@@ -586,23 +681,85 @@ func (pc *postcopy) event(lp *lazyProc, ev mem.Event) error {
 		if _, err := pc.req.Write(pc.hdr); err != nil {
 			return connError("request a page", err)
 		}
-	case mem.EventRemove, mem.EventUnmap:
-		for a := ev.Addr; a < ev.Addr+ev.Len; a += image.PageSize {
-			if lp.state[a] == pageWanted {
-				pc.settled(lp, a)
-			}
-			lp.state[a] = pageDropped
-		}
-	case mem.EventRemap:
-		lp.remaps = append(lp.remaps, remap{from: ev.Addr, to: ev.To, len: ev.Len})
-		for a := uint64(0); a < ev.Len; a += image.PageSize {
-			if st, ok := lp.state[ev.Addr+a]; ok {
-				lp.state[ev.To+a] = st
-				delete(lp.state, ev.Addr+a)
-			}
-		}
 	}
 	return nil
 }
 
 var _ = fmt.Sprintf
+
+// startLocal fills the processes, once they run, from the pages the
+// pre-copy rounds brought here: in the background, and at once for a page
+// a thread faults on. The freeze then only waits for the last round's
+// pages, not for writing every page received before.
+func (pc *postcopy) startLocal(st *store) {
+	pc.local = st
+	pc.allHere = make(chan struct{})
+	pc.done = make(chan struct{})
+	pc.fail = make(chan error, 4)
+	total := int64(0)
+	for pid, lp := range pc.procs {
+		lp.lazy = st.ranges(pid, lp.anon)
+		for _, r := range lp.lazy {
+			total += int64(r.Pages)
+		}
+	}
+	pc.remaining.Store(total)
+	if total == 0 {
+		close(pc.allHere)
+	}
+	stop := make(chan struct{})
+	for _, lp := range pc.procs {
+		pc.wg.Add(1)
+		go pc.serveFaults(lp, stop)
+	}
+	go func() {
+		buf := make([]byte, image.MaxPagesPerRecord*image.PageSize)
+		for pid, lp := range pc.procs {
+			for _, r := range lp.lazy {
+				for a := r.Addr; a < r.End(); {
+					n := min(image.MaxPagesPerRecord, int((r.End()-a)/image.PageSize))
+					f := st.frame(pid, a, n, buf)
+					if err := pc.fill(&f); err != nil {
+						pc.fail <- err
+						return
+					}
+					a += uint64(n) * image.PageSize
+				}
+			}
+		}
+	}()
+	go func() {
+		<-pc.allHere
+		close(stop)
+		pc.wg.Wait()
+		close(pc.done)
+	}()
+}
+
+// localFault serves a fault from the local store: the page and a few after
+// it, or a zero page for one the source never had.
+func (pc *postcopy) localFault(lp *lazyProc, a uint64) error {
+	lp.mu.Lock()
+	st := lp.state[a]
+	src := lp.toSource(a)
+	in := st == pageWanted && containsPage(lp.lazy, src)
+	if st == pageWanted && !in {
+		lp.state[a] = pageHere
+	}
+	lp.mu.Unlock()
+	switch {
+	case st == pageHere:
+		return lp.u.Wake(a, image.PageSize)
+	case !in:
+		if err := lp.u.Zero(a, image.PageSize); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EEXIST) {
+			return err
+		}
+		return nil
+	}
+	pc.faults.Add(1)
+	i := sort.Search(len(lp.lazy), func(i int) bool { return lp.lazy[i].End() > src })
+	n := min(aroundFault, int((lp.lazy[i].End()-src)/image.PageSize))
+	buf := make([]byte, n*image.PageSize)
+	f := pc.local.frame(lp.pid, src, n, buf)
+	return pc.fill(&f)
+}

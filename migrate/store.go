@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/godwit-dev/godwit/checkpoint"
 	"github.com/godwit-dev/godwit/image"
 )
 
@@ -159,4 +160,54 @@ func (s *store) Pages(pid int, fn func(addr uint64, data []byte) error) error {
 		s.mu.Unlock()
 	}
 	return flush()
+}
+
+// ranges lists the runs of pages held for pid inside the mappings vmas.
+func (s *store) ranges(pid int, vmas []image.VMA) []checkpoint.PageRange {
+	s.mu.Lock()
+	pages := s.procs[pid]
+	addrs := make([]uint64, 0, len(pages))
+	for a := range pages {
+		addrs = append(addrs, a)
+	}
+	s.mu.Unlock()
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
+	var out []checkpoint.PageRange
+	v := 0
+	for _, a := range addrs {
+		for v < len(vmas) && vmas[v].End <= a {
+			v++
+		}
+		if v == len(vmas) {
+			break
+		}
+		if a < vmas[v].Start {
+			continue
+		}
+		if k := len(out) - 1; k >= 0 && out[k].End() == a {
+			out[k].Pages++
+		} else {
+			out = append(out, checkpoint.PageRange{Addr: a, Pages: 1})
+		}
+	}
+	return out
+}
+
+// frame returns n pages of pid from addr as a frame whose data is in buf
+// (pages not held read as zero).
+func (s *store) frame(pid int, addr uint64, n int, buf []byte) pageFrame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pages := s.procs[pid]
+	data := buf[:n*image.PageSize]
+	for i := 0; i < n; i++ {
+		dst := data[i*image.PageSize : (i+1)*image.PageSize]
+		slot, ok := pages[addr+uint64(i)*image.PageSize]
+		if !ok || slot == zeroSlot {
+			clear(dst)
+			continue
+		}
+		copy(dst, s.page(slot))
+	}
+	return pageFrame{pid: pid, addr: addr, count: n, data: data}
 }

@@ -272,6 +272,19 @@ func (rs *tree) writePages(ctx context.Context) error {
 			return badImage(&image.FormatError{Offset: rs.ir.Offset(), Type: rec.Type,
 				Err: fmt.Errorf("%w: pages %#x-%#x of pid %d are outside every private mapping", image.ErrInconsistent, rec.Addr, end, rec.PID)})
 		}
+		if v.Kind == image.VMAAnon && rs.opts.Lazy != nil && rs.opts.AnonPages != nil && !touchesRseq(p.proc, rec.Addr, rec.Count) {
+			// Filled by the Lazy handler with the rest: written here, a
+			// page could bring in a zeroed huge page around it, whose
+			// other pages the handler could then no longer fill.
+			d := rec.Data
+			if rec.Zero {
+				d = nil
+			}
+			if err := rs.opts.AnonPages(rec.PID, rec.Addr, rec.Count, d); err != nil {
+				return p.fail("keep pages", err)
+			}
+			continue
+		}
 		data := rec.Data
 		if rec.Zero {
 			data = zero[:rec.Count*image.PageSize]
@@ -289,6 +302,7 @@ func (rs *tree) writeSentPages(ctx context.Context) error {
 		if p.proc == nil {
 			continue
 		}
+		rseq := p.proc.RseqPages()
 		err := rs.opts.Pages.Pages(p.proc.PID, func(addr uint64, data []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -300,6 +314,19 @@ func (rs *tree) writeSentPages(ctx context.Context) error {
 					continue
 				}
 				s, e := max(v.Start, addr), min(v.End, end)
+				if v.Kind == image.VMAAnon && rs.opts.Lazy != nil {
+					// With Lazy, anonymous pages are the Lazy handler's to
+					// fill, except those the kernel writes (rseq areas)
+					// before the handler runs.
+					for a := s; a < e; a += image.PageSize {
+						if rseq[a] {
+							if err := p.mem.Write(a, data[a-addr:a-addr+image.PageSize]); err != nil {
+								return p.fail("write pages sent ahead", err)
+							}
+						}
+					}
+					continue
+				}
 				if err := p.mem.Write(s, data[s-addr:e-addr]); err != nil {
 					return p.fail("write pages sent ahead", err)
 				}
@@ -366,4 +393,14 @@ func (rs *restorer) restoreMM() error {
 		delete(rs.targetFDs, key)
 	}
 	return nil
+}
+
+// touchesRseq tells whether count pages at addr hold an rseq area of p.
+func touchesRseq(p *image.Process, addr uint64, count int) bool {
+	for a := range p.RseqPages() {
+		if a >= addr && a < addr+uint64(count)*image.PageSize {
+			return true
+		}
+	}
+	return false
 }

@@ -54,9 +54,14 @@ type Options struct {
 	BeforeResume func(ctx context.Context, res *Result) error
 	// Lazy, when set, makes this the restore of a post-copy: every
 	// process gets a userfaultfd, handed to Lazy with its anonymous
-	// mappings just before BeforeResume. Not with UserNS (a user-mode-only
+	// mappings just before BeforeResume. Their pages from Pages are then
+	// not written either: the Lazy handler fills them (the image's own are). Not with UserNS (a user-mode-only
 	// userfaultfd cannot serve faults taken inside the kernel).
 	Lazy LazyFunc
+	// AnonPages, with Lazy, receives the image's pages of anonymous
+	// mappings instead of their being written (data nil: zero pages), for
+	// the Lazy handler to fill with the rest.
+	AnonPages func(pid int, addr uint64, count int, data []byte) error
 }
 
 // PageSource holds pages of processes, by pid.
