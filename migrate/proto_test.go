@@ -93,7 +93,7 @@ func TestStoreLimit(t *testing.T) {
 	s := newStore(slabPages * image.PageSize)
 	data := make([]byte, image.MaxPagesPerRecord*image.PageSize)
 	var err error
-	for i := 0; err == nil && i < 10; i++ {
+	for i := 0; err == nil && i < 2*slabPages/image.MaxPagesPerRecord; i++ {
 		err = s.put(&pageFrame{pid: 1, addr: uint64(i) * uint64(len(data)), count: image.MaxPagesPerRecord, data: data})
 	}
 	if !errors.Is(err, errNoMemory) {

@@ -7,6 +7,7 @@ import (
 	"github.com/godwit-dev/godwit/internal/mem"
 	"sort"
 	"sync"
+	"unsafe"
 
 	"github.com/godwit-dev/godwit/checkpoint"
 	"github.com/godwit-dev/godwit/image"
@@ -19,6 +20,7 @@ type store struct {
 	limit int64 // bytes of page data it may hold; 0: no limit
 	procs map[int]map[uint64]int32
 	slabs [][]byte // page data, slabPages pages each
+	maps  [][]byte // the mappings the slabs are in
 	used  int      // slots used
 	free  []int32  // slots freed by zero pages that replaced data
 	bytes int64    // page data received (including pages sent again)
@@ -26,7 +28,7 @@ type store struct {
 }
 
 const (
-	slabPages = 512 // 2 MiB
+	slabPages = 8192 // 32 MiB
 	zeroSlot  = -1
 )
 
@@ -84,11 +86,16 @@ func (s *store) alloc() (int32, error) {
 		}
 		// Outside the Go heap and populated at once: faulting fresh memory
 		// in page by page is slow on virtual machines.
-		slab, err := unix.Mmap(-1, 0, slabPages*image.PageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		// 2 MiB aligned, so that huge pages back it.
+		const huge = 2 << 20
+		m, err := unix.Mmap(-1, 0, slabPages*image.PageSize+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 		if err != nil {
 			return 0, fmt.Errorf("%w: %v", errNoMemory, err)
 		}
+		off := int((huge - uintptr(unsafe.Pointer(&m[0]))%huge) % huge)
+		slab := m[off : off+slabPages*image.PageSize]
 		mem.Prefault(slab)
+		s.maps = append(s.maps, m)
 		s.slabs = append(s.slabs, slab)
 	}
 	slot := int32(s.used)
@@ -106,10 +113,10 @@ func (s *store) page(slot int32) []byte {
 func (s *store) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, slab := range s.slabs {
-		unix.Munmap(slab)
+	for _, m := range s.maps {
+		unix.Munmap(m)
 	}
-	s.slabs, s.procs, s.free, s.used = nil, map[int]map[uint64]int32{}, nil, 0
+	s.maps, s.slabs, s.procs, s.free, s.used = nil, nil, map[int]map[uint64]int32{}, nil, 0
 }
 
 // held is the number of pages the store holds with data.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +20,7 @@ type globals struct {
 	logFormat string // "text" or "json"
 	logFile   string // --log: where errors are also written
 	root      string // --root: state directory of the container runtime
+	profile   string // --cpuprofile: where to write a CPU profile (hidden)
 }
 
 var global globals
@@ -34,6 +36,19 @@ func newRootCommand() *cobra.Command {
 	pf.StringVar(&global.logFormat, "log-format", "text", "error format on stderr: text or json")
 	pf.StringVar(&global.logFile, "log", "", "also append errors to this file")
 	pf.StringVar(&global.root, "root", defaultStateRoot(), "state directory of the container runtime")
+	pf.StringVar(&global.profile, "cpuprofile", "", "write a CPU profile of this run to the file")
+	pf.MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if global.profile == "" {
+			return nil
+		}
+		f, err := os.Create(global.profile)
+		if err != nil {
+			return err
+		}
+		return pprof.StartCPUProfile(f)
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
 	for _, add := range subcommands {
 		root.AddCommand(add())
 	}
@@ -57,6 +72,7 @@ func defaultStateRoot() string {
 
 func main() {
 	err := newRootCommand().Execute()
+	pprof.StopCPUProfile()
 	if err == nil {
 		return
 	}
