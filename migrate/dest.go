@@ -29,8 +29,8 @@ type Server struct {
 	CommitTimeout time.Duration
 	// LazyFill, after a pre-copy, lets the tree run before the pages of
 	// the rounds are written and fills them through userfaultfd: the
-	// downtime no longer grows with the memory. Experimental: off by
-	// default (the redis acceptance tests see corrupted state with it).
+	// downtime no longer grows with the memory (godwit serve turns it on;
+	// a rootless destination cannot: see Postcopy).
 	LazyFill bool
 	// UserNS restores rootless, into a new user and PID namespace.
 	UserNS bool

@@ -515,12 +515,35 @@ func (pc *postcopy) fill(f *pageFrame) error {
 			i++
 			continue
 		}
-		length := uint64(n) * image.PageSize
-		var err error
-		if f.zero {
-			err = lp.u.Zero(dst, length)
-		} else {
-			err = lp.u.Copy(dst, f.data[i*image.PageSize:(i+n)*image.PageSize], true)
+		put := func(d uint64, k, m int) error {
+			if f.zero {
+				return lp.u.Zero(d, uint64(m)*image.PageSize)
+			}
+			return lp.u.Copy(d, f.data[k*image.PageSize:(k+m)*image.PageSize], true)
+		}
+		err := put(dst, i, n)
+		if errors.Is(err, unix.ENOENT) && n > 1 {
+			// Part of the run is no longer mapped (its unmap event may not
+			// be read yet): page by page, so that the rest is filled and
+			// only what is gone is counted gone.
+			for k := 0; k < n; k++ {
+				d := dst + uint64(k)*image.PageSize
+				perr := put(d, i+k, 1)
+				if perr != nil && !errors.Is(perr, unix.ENOENT) && !errors.Is(perr, unix.ESRCH) {
+					lp.mu.Unlock()
+					return &fault.Error{Code: fault.CodeMigration, Op: "post-copy: copy a page", PID: f.pid, Addr: d, Err: perr}
+				}
+				if errors.Is(perr, unix.ENOENT) {
+					lp.state[d] = pageDropped
+				} else {
+					lp.state[d] = pageHere
+				}
+				pc.settled(lp, d)
+			}
+			lp.mu.Unlock()
+			i += n
+			tries = 0
+			continue
 		}
 		if errors.Is(err, mem.ErrMappingsChanging) && tries < 1000 {
 			// An event waits to be read: read and apply it (faults are

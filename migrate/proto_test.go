@@ -76,7 +76,7 @@ func TestStoreNewestWins(t *testing.T) {
 		t.Fatalf("held %d again %d", s.held(), s.again)
 	}
 	var got []byte
-	must(s.Pages(5, func(addr uint64, data []byte) error {
+	must(s.Pages(5, nil, func(addr uint64, data []byte) error {
 		if addr != 0x1000 {
 			t.Fatalf("run at %#x", addr)
 		}

@@ -128,12 +128,14 @@ func (s *store) held() int {
 
 // Pages implements restore.PageSource: runs of consecutive pages, zero
 // pages as zeroes.
-func (s *store) Pages(pid int, fn func(addr uint64, data []byte) error) error {
+func (s *store) Pages(pid int, want func(addr uint64) bool, fn func(addr uint64, data []byte) error) error {
 	s.mu.Lock()
 	pages := s.procs[pid]
 	addrs := make([]uint64, 0, len(pages))
 	for a := range pages {
-		addrs = append(addrs, a)
+		if want == nil || want(a) {
+			addrs = append(addrs, a)
+		}
 	}
 	s.mu.Unlock()
 	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })

@@ -303,7 +303,19 @@ func (rs *tree) writeSentPages(ctx context.Context) error {
 			continue
 		}
 		rseq := p.proc.RseqPages()
-		err := rs.opts.Pages.Pages(p.proc.PID, func(addr uint64, data []byte) error {
+		want := func(addr uint64) bool {
+			v := p.proc.FindVMA(addr)
+			switch {
+			case v == nil:
+				return false
+			case v.Kind == image.VMAFile:
+				return true
+			case v.Kind == image.VMAAnon:
+				return rs.opts.Lazy == nil || rseq[addr]
+			}
+			return false
+		}
+		err := rs.opts.Pages.Pages(p.proc.PID, want, func(addr uint64, data []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}

@@ -66,9 +66,10 @@ type Options struct {
 
 // PageSource holds pages of processes, by pid.
 type PageSource interface {
-	// Pages calls fn for every run of pages held for pid, in any order;
-	// data is a whole number of pages and is only valid during the call.
-	Pages(pid int, fn func(addr uint64, data []byte) error) error
+	// Pages calls fn for every run of pages held for pid for which want
+	// is true, in any order; data is a whole number of pages and is only
+	// valid during the call.
+	Pages(pid int, want func(addr uint64) bool, fn func(addr uint64, data []byte) error) error
 }
 
 // Result describes a restored process.

@@ -88,7 +88,7 @@ func newServeCommand() *cobra.Command {
 	tf.add(cmd)
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on, HOST:PORT")
 	cmd.Flags().Int64Var(&memLimitMiB, "memory-limit", 0, "MiB of pre-copied pages one migration may hold (0: no limit)")
-	cmd.Flags().BoolVar(&srv.LazyFill, "lazy-fill", false, "experimental: after a pre-copy, resume first and fill the pages of the rounds through userfaultfd")
+	cmd.Flags().BoolVar(&srv.LazyFill, "lazy-fill", true, "after a pre-copy, resume first and fill the pages of the rounds through userfaultfd (root only)")
 	cmd.Flags().StringVar(&srv.ActionScript, "action-script", "", "script run at pre-restore, network-unlock, post-restore")
 	return cmd
 }
