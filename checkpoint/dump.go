@@ -45,7 +45,8 @@ type Options struct {
 	// Lazy, when set, makes this the dump of a post-copy: the pages of
 	// anonymous private mappings are left out of the image and Lazy is
 	// told, per process, which of them are present (to be fetched from the
-	// frozen tree during Handoff). Not with Dirty.
+	// frozen tree during Handoff). With Dirty (hybrid), only the pages
+	// written since the last round are left out.
 	Lazy func(pid int, present []PageRange) error
 	// TCP says what to do with established TCP connections; by default
 	// the dump refuses them, naming them.
@@ -98,8 +99,8 @@ func Dump(ctx context.Context, pid int, w io.Writer, opts Options) (*Stats, erro
 	if pid <= 0 {
 		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", Msg: "pid must be positive"}
 	}
-	if opts.Lazy != nil && (opts.Dirty != nil || opts.LeaveRunning || opts.Handoff == nil) {
-		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", PID: pid, Msg: "a post-copy dump needs a handoff, and no pre-copy or leave-running"}
+	if opts.Lazy != nil && (opts.LeaveRunning || opts.Handoff == nil) {
+		return nil, &fault.Error{Code: fault.CodeInvalidArgument, Op: "dump", PID: pid, Msg: "a post-copy dump needs a handoff, and no leave-running"}
 	}
 	d := &dumper{pid: pid, opts: opts, blobIDs: map[[2]uint64]int{}, reserved: map[int]*pageBuf{}}
 	err := ptrace.Run(func() error { return d.run(ctx, w) })

@@ -188,7 +188,9 @@ func splitLazy(exts []extent, vmas []image.VMA, eager map[uint64]bool) ([]extent
 		}
 	}
 	for _, e := range split {
-		if vmas[e.vma].Kind == image.VMAAnon && !e.eager {
+		// Zero pages kept as zero runs (the last round of a pre-copy)
+		// stay in the image: they replace what a round sent.
+		if vmas[e.vma].Kind == image.VMAAnon && !e.eager && !(e.zero && e.keepZero) {
 			if !e.zero {
 				lazy = append(lazy, PageRange{Addr: e.addr, Pages: e.pages})
 			}

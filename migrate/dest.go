@@ -230,7 +230,11 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 	var lazy lazyRanges
 	// After a pre-copy, the pages of its rounds are filled in once the tree
 	// runs (when this side can serve faults taken inside the kernel).
-	local := r.srv.LazyFill && rec.Rounds > 0 && !r.hello.Postcopy && !r.srv.UserNS
+	local := r.srv.LazyFill && rec.Rounds > 0 && !r.srv.UserNS
+	if r.hello.Postcopy && rec.Rounds > 0 && !local {
+		return nil, &fault.Error{Code: fault.CodeUnsupported, Op: "hybrid migration",
+			Msg: "pre-copy rounds followed by post-copy need the lazy fill of this destination", Remedy: "run godwit serve as root with --lazy-fill"}
+	}
 	opts := restore.Options{UserNS: r.srv.UserNS, BeforeResume: func(ctx context.Context, res *restore.Result) error {
 		if err := writeMessage(r.ctl, &message{Type: msgReady, PID: res.PID, NamespacePID: res.NamespacePID}); err != nil {
 			return connError("tell the source the tree is ready", err)
@@ -252,10 +256,13 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 			return err
 		}
 		switch {
+		case pc != nil && r.hello.Postcopy:
+			if local {
+				pc.local = r.store // hybrid
+			}
+			return pc.start(ctx, r.sess, lazy)
 		case pc != nil && local:
 			pc.startLocal(r.store)
-		case pc != nil:
-			return pc.start(ctx, r.sess, lazy)
 		}
 		return nil
 	}}
@@ -272,8 +279,10 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 				Msg:    "a rootless destination has only a user-mode userfaultfd, which cannot serve faults taken inside the kernel",
 				Remedy: "run godwit serve as root, or migrate with pre-copy"}
 		}
-		pc = &postcopy{procs: map[int]*lazyProc{}}
-		opts.Lazy = pc.adopt
+		if pc == nil {
+			pc = &postcopy{procs: map[int]*lazyProc{}}
+			opts.Lazy = pc.adopt
+		}
 	}
 	defer func() {
 		if pc != nil && pc.done == nil {
@@ -295,7 +304,7 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 	}
 	runAction(ctx, r.srv.ActionScript, ActionPostRestore, res.PID)
 	if pc != nil {
-		if err := r.finishPostcopy(ctx, pc, res.PID, !local); err != nil {
+		if err := r.finishPostcopy(ctx, pc, res.PID, r.hello.Postcopy); err != nil {
 			return nil, err
 		}
 	}

@@ -311,6 +311,8 @@ type lazyProc struct {
 	asked map[uint64]bool
 	lazy  []checkpoint.PageRange
 	anon  []image.VMA
+	// net are the pages the source left behind (post-copy, hybrid)
+	net []checkpoint.PageRange
 	// done are the source pages settled (see settled).
 	done map[uint64]bool
 	// queued are faults read by fill while it drained events.
@@ -405,7 +407,14 @@ func (pc *postcopy) start(ctx context.Context, sess Session, lazy lazyRanges) er
 	pc.allHere = make(chan struct{})
 	total := int64(0)
 	for pid, lp := range pc.procs {
+		lp.net = lazy[pid]
 		lp.lazy = lazy[pid]
+		if pc.local != nil {
+			// Hybrid: what the source left behind comes from it; the
+			// store's older copies of those pages are dropped.
+			pc.local.drop(pid, lp.net)
+			lp.lazy = mergeRanges(append(pc.local.ranges(pid, lp.anon), lp.net...))
+		}
 		for _, r := range lp.lazy {
 			total += int64(r.Pages)
 		}
@@ -432,6 +441,9 @@ func (pc *postcopy) start(ctx context.Context, sess Session, lazy lazyRanges) er
 	for _, lp := range pc.procs {
 		pc.wg.Add(1)
 		go pc.serveFaults(lp, stop)
+	}
+	if pc.local != nil {
+		go pc.fillLocal()
 	}
 	pushed := make(chan struct{})
 	for i, st := range []net.Conn{push, urg} {
@@ -670,7 +682,13 @@ func (pc *postcopy) mappingEvent(lp *lazyProc, ev mem.Event) {
 // event handles one page fault.
 func (pc *postcopy) event(lp *lazyProc, ev mem.Event) error {
 	if ev.Kind == mem.EventPagefault && pc.local != nil {
-		return pc.localFault(lp, ev.Addr&^(image.PageSize-1))
+		a := ev.Addr &^ (image.PageSize - 1)
+		lp.mu.Lock()
+		net := containsPage(lp.net, lp.toSource(a))
+		lp.mu.Unlock()
+		if !net {
+			return pc.localFault(lp, a)
+		}
 	}
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
@@ -735,28 +753,39 @@ func (pc *postcopy) startLocal(st *store) {
 		pc.wg.Add(1)
 		go pc.serveFaults(lp, stop)
 	}
-	go func() {
-		buf := make([]byte, image.MaxPagesPerRecord*image.PageSize)
-		for pid, lp := range pc.procs {
-			for _, r := range lp.lazy {
-				for a := r.Addr; a < r.End(); {
-					n := min(image.MaxPagesPerRecord, int((r.End()-a)/image.PageSize))
-					f := st.frame(pid, a, n, buf)
-					if err := pc.fill(&f); err != nil {
-						pc.fail <- err
-						return
-					}
-					a += uint64(n) * image.PageSize
-				}
-			}
-		}
-	}()
+	go pc.fillLocal()
 	go func() {
 		<-pc.allHere
 		close(stop)
 		pc.wg.Wait()
 		close(pc.done)
 	}()
+}
+
+// fillLocal copies every page of the local store into its process.
+func (pc *postcopy) fillLocal() {
+	buf := make([]byte, image.MaxPagesPerRecord*image.PageSize)
+	for pid, lp := range pc.procs {
+		for _, r := range lp.lazy {
+			for a := r.Addr; a < r.End(); {
+				n := min(image.MaxPagesPerRecord, int((r.End()-a)/image.PageSize))
+				// Pages the source left behind (hybrid) are not in the
+				// store: fill skips them only once they are here, so a
+				// frame is taken page run by page run of the store.
+				n = pc.local.run(pid, a, n)
+				if n == 0 {
+					a += image.PageSize
+					continue
+				}
+				f := pc.local.frame(pid, a, n, buf)
+				if err := pc.fill(&f); err != nil {
+					pc.fail <- err
+					return
+				}
+				a += uint64(n) * image.PageSize
+			}
+		}
+	}
 }
 
 // localFault serves a fault from the local store: the page and a few after
@@ -785,4 +814,20 @@ func (pc *postcopy) localFault(lp *lazyProc, a uint64) error {
 	buf := make([]byte, n*image.PageSize)
 	f := pc.local.frame(lp.pid, src, n, buf)
 	return pc.fill(&f)
+}
+
+// mergeRanges sorts ranges and merges those that touch or overlap.
+func mergeRanges(rs []checkpoint.PageRange) []checkpoint.PageRange {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Addr < rs[j].Addr })
+	var out []checkpoint.PageRange
+	for _, r := range rs {
+		if k := len(out) - 1; k >= 0 && out[k].End() >= r.Addr {
+			if r.End() > out[k].End() {
+				out[k].Pages = int((r.End() - out[k].Addr) / image.PageSize)
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -54,7 +54,8 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// Postcopy resumes the tree on the destination before its anonymous
 	// memory has arrived; the pages follow in the background and on
-	// demand. Not with pre-copy rounds (Precopy is ignored).
+	// demand. With Precopy rounds first it is the hybrid: only the pages
+	// written since the last round are left behind.
 	Postcopy bool
 	// Progress, when set, is called after every round.
 	Progress func(Round)
@@ -188,7 +189,7 @@ func (s *source) run(ctx context.Context) error {
 	if err := runAction(ctx, s.opts.ActionScript, "pre-dump", s.pid); err != nil {
 		return err
 	}
-	if s.opts.Precopy != PrecopyOff && !s.opts.Postcopy {
+	if s.opts.Precopy != PrecopyOff {
 		if err := s.precopy(ctx); err != nil {
 			return err
 		}
@@ -472,6 +473,9 @@ func (s *source) final(ctx context.Context) error {
 	var running *message
 	if s.opts.Postcopy {
 		s.rep.Mode = "post-copy"
+		if len(s.track) > 0 {
+			s.rep.Mode = "hybrid"
+		}
 		lazy = lazyRanges{}
 	}
 	bw := bufio.NewWriterSize(countWriter{w: st, n: &s.sent}, 4<<20)

@@ -220,3 +220,36 @@ func (s *store) frame(pid int, addr uint64, n int, buf []byte) pageFrame {
 	}
 	return pageFrame{pid: pid, addr: addr, count: n, data: data}
 }
+
+// drop forgets the pages of pid inside ranges.
+func (s *store) drop(pid int, ranges []checkpoint.PageRange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pages := s.procs[pid]
+	for _, r := range ranges {
+		for a := r.Addr; a < r.End(); a += image.PageSize {
+			if slot, ok := pages[a]; ok {
+				if slot != zeroSlot {
+					s.free = append(s.free, slot)
+				}
+				delete(pages, a)
+			}
+		}
+	}
+}
+
+// run returns how many of the n pages of pid from addr the store holds in
+// a row.
+func (s *store) run(pid int, addr uint64, n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pages := s.procs[pid]
+	k := 0
+	for k < n {
+		if _, ok := pages[addr+uint64(k)*image.PageSize]; !ok {
+			break
+		}
+		k++
+	}
+	return k
+}

@@ -58,9 +58,9 @@ func newMigrateCommand() *cobra.Command {
 			}
 			if postcopy {
 				opts.Postcopy = true
-				if cmd.Flags().Changed("precopy") && precopy != "off" {
-					return &fault.Error{Code: fault.CodeUnsupported, Op: "migrate", Msg: "pre-copy rounds followed by post-copy (hybrid) are not supported yet",
-						Remedy: "use --postcopy alone, or --precopy alone"}
+				// --postcopy alone is post-copy; with --precopy, the hybrid.
+				if !cmd.Flags().Changed("precopy") {
+					precopy = "off"
 				}
 			}
 			if err := tf.check("migrate"); err != nil {
@@ -137,7 +137,7 @@ func newMigrateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "HOST:PORT where godwit serve listens")
 	cmd.Flags().StringVar(&serverName, "server-name", "", "name the destination's certificate must carry (default: the host of --to)")
 	cmd.Flags().StringVar(&precopy, "precopy", "auto", "pre-copy rounds: auto, off or a number")
-	cmd.Flags().BoolVar(&postcopy, "postcopy", false, "resume on the destination at once; memory follows in the background and on demand")
+	cmd.Flags().BoolVar(&postcopy, "postcopy", false, "resume on the destination at once; memory follows in the background and on demand (with --precopy: pre-copy rounds first, the hybrid)")
 	cmd.Flags().BoolVar(&tcpEstablished, "tcp-established", false, "carry established TCP connections over (the destination has the same addresses)")
 	cmd.Flags().BoolVar(&tcpClose, "tcp-close", false, "close established TCP connections on the destination (the application reconnects)")
 	cmd.Flags().StringVar(&opts.ActionScript, "action-script", "", "script run at pre-dump, network-lock, post-dump, network-unlock")

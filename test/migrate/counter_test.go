@@ -100,3 +100,31 @@ func TestMigratePrecopy(t *testing.T) {
 		})
 	}
 }
+
+// TestMigratePostcopy migrates the counter with --postcopy (the tree resumes
+// on the destination before its memory has arrived) and with --precopy 2
+// --postcopy (the hybrid: two rounds, then only the pages written since are
+// fetched after the resume). The counter checks every page against its
+// CRC on each tick: its lines must go on with "checksum-ok".
+func TestMigratePostcopy(t *testing.T) {
+	for _, c := range []struct {
+		name, mode string
+		flags      []string
+	}{
+		{"postcopy", "post-copy", []string{"--postcopy"}},
+		{"hybrid", "hybrid", []string{"--precopy", "2", "--postcopy"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			setup(t)
+			p := newPKI(t)
+			d := startServe(t, serveOptions{pki: p})
+			ctr := startCounter(t, counterMiB, counterDirty)
+			m := runMigrate(t, p.client(), ctr.PID(), d.addr, c.flags...)
+			m.mustCommit(t, d)
+			migrated(t, ctr, d, m)
+			if m.rep.Mode != c.mode {
+				t.Fatalf("mode %q, want %q", m.rep.Mode, c.mode)
+			}
+		})
+	}
+}
