@@ -726,7 +726,6 @@ func (pc *postcopy) event(lp *lazyProc, ev mem.Event) error {
 	return nil
 }
 
-var _ = fmt.Sprintf
 
 // startLocal fills the processes, once they run, from the pages the
 // pre-copy rounds brought here: in the background, and at once for a page
@@ -811,6 +810,11 @@ func (pc *postcopy) localFault(lp *lazyProc, a uint64) error {
 	pc.faults.Add(1)
 	i := sort.Search(len(lp.lazy), func(i int) bool { return lp.lazy[i].End() > src })
 	n := min(aroundFault, int((lp.lazy[i].End()-src)/image.PageSize))
+	// Only what the store holds: in a hybrid, the pages after it may be
+	// the source's to send.
+	if n = pc.local.run(lp.pid, src, n); n == 0 {
+		return fmt.Errorf("pid %d: page %#x faulted is not in the store", lp.pid, src)
+	}
 	buf := make([]byte, n*image.PageSize)
 	f := pc.local.frame(lp.pid, src, n, buf)
 	return pc.fill(&f)
