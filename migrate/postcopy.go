@@ -726,7 +726,6 @@ func (pc *postcopy) event(lp *lazyProc, ev mem.Event) error {
 	return nil
 }
 
-
 // startLocal fills the processes, once they run, from the pages the
 // pre-copy rounds brought here: in the background, and at once for a page
 // a thread faults on. The freeze then only waits for the last round's
