@@ -96,6 +96,12 @@ func (s *source) servePostcopy(ctx context.Context, lazy lazyRanges, onRunning f
 		return connError("accept the page requests", err)
 	}
 	defer reqSt.Close()
+	s.setPhase("post-copy")
+	for _, rs := range lazy {
+		for _, r := range rs {
+			s.pExpect.Add(int64(r.Pages) * image.PageSize)
+		}
+	}
 	p.push = bufio.NewWriterSize(countWriter{w: pushSt, n: &s.sent}, 1<<20)
 	p.urg = bufio.NewWriterSize(countWriter{w: urgSt, n: &s.sent}, 64<<10)
 	reqErr := make(chan error, 1)

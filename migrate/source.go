@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,8 +58,21 @@ type Options struct {
 	// demand. With Precopy rounds first it is the hybrid: only the pages
 	// written since the last round are left behind.
 	Postcopy bool
-	// Progress, when set, is called after every round.
-	Progress func(Round)
+	// Progress, when set, is called four times a second while the
+	// migration runs, and once after every round.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a migration under way.
+type Progress struct {
+	Phase   string        // "round N", "final", "post-copy"
+	Sent    int64         // bytes this phase has sent so far
+	Expect  int64         // bytes this phase is expected to send; 0: unknown
+	Total   int64         // bytes sent since the start
+	Rate    float64       // bytes per second in this phase
+	ETA     time.Duration // to the end of this phase; 0: unknown
+	Elapsed time.Duration // since the start
+	Done    *Round        // the round just finished, on the call after it
 }
 
 // MaxRounds bounds automatic pre-copy.
@@ -117,6 +131,36 @@ type source struct {
 	rep   *Report
 	track map[int]tracker
 	seen  map[int]map[uint64]bool // pages sent so far, to count those sent again
+
+	start   time.Time
+	pmu     sync.Mutex // guards the phase fields
+	phase   string
+	pStart  time.Time
+	pBase   int64
+	pExpect atomic.Int64
+}
+
+// setPhase starts a phase of the progress display.
+func (s *source) setPhase(name string) {
+	s.pmu.Lock()
+	s.phase, s.pStart, s.pBase = name, time.Now(), s.sent.Load()
+	s.pmu.Unlock()
+	s.pExpect.Store(0)
+}
+
+// progress is the current snapshot.
+func (s *source) progress() Progress {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	total := s.sent.Load()
+	p := Progress{Phase: s.phase, Sent: total - s.pBase, Expect: s.pExpect.Load(), Total: total, Elapsed: time.Since(s.start)}
+	if d := time.Since(s.pStart).Seconds(); d > 0 {
+		p.Rate = float64(p.Sent) / d
+	}
+	if p.Rate > 0 && p.Expect > p.Sent {
+		p.ETA = time.Duration(float64(p.Expect-p.Sent) / p.Rate * float64(time.Second))
+	}
+	return p
 }
 
 // connError wraps an error of the connection.
@@ -146,6 +190,24 @@ func Migrate(ctx context.Context, pid int, sess Session, opts Options) (*Report,
 	s := &source{pid: pid, opts: opts, sess: sess, rep: &Report{PID: pid, Mode: "stop-and-copy"},
 		msgs: make(chan *message, 16), rerr: make(chan error, 1), track: map[int]tracker{}, seen: map[int]map[uint64]bool{}}
 	defer s.closeTrackers()
+	s.start = start
+	s.setPhase("connect")
+	if opts.Progress != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(250 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					opts.Progress(s.progress())
+				}
+			}
+		}()
+	}
 	err := s.run(ctx)
 	if !s.rep.Committed {
 		err = s.explain(err)
@@ -330,10 +392,14 @@ func (s *source) round(ctx context.Context, n int, dirty func(pid int) ([]checkp
 	defer st.Close()
 	w := bufio.NewWriterSize(countWriter{w: st, n: &s.sent}, 4<<20)
 	hdr := make([]byte, frameHeader)
+	s.setPhase(fmt.Sprintf("round %d", n))
 	for pid := range s.track {
 		ranges, ok, err := dirty(pid)
 		if err != nil {
 			return r, err
+		}
+		for _, rg := range ranges {
+			s.pExpect.Add(int64(rg.Pages) * (image.PageSize + frameHeader/image.MaxPagesPerRecord))
 		}
 		if !ok {
 			continue
@@ -416,7 +482,9 @@ func (s *source) precopy(ctx context.Context) error {
 		}
 		s.rep.Rounds = append(s.rep.Rounds, r)
 		if s.opts.Progress != nil {
-			s.opts.Progress(r)
+			p := s.progress()
+			p.Done = &r
+			s.opts.Progress(p)
 		}
 		if s.opts.Precopy != PrecopyAuto || n == 1 {
 			prev = r.Pages + r.Zero
@@ -446,6 +514,7 @@ func (s *source) final(ctx context.Context) error {
 			runAction(context.Background(), s.opts.ActionScript, "network-unlock", s.pid)
 		}
 	}()
+	s.setPhase("final")
 	if err := s.send(&message{Type: msgImage}); err != nil {
 		return err
 	}

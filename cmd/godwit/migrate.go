@@ -105,14 +105,25 @@ func newMigrateCommand() *cobra.Command {
 			}
 			defer sess.Close()
 			tty := !asJSON && isTerminal(os.Stderr)
-			start := time.Now()
-			opts.Progress = func(r migrate.Round) {
-				if tty {
-					el := time.Since(start).Seconds()
-					fmt.Fprintf(os.Stderr, "\rround %d: %d pages, %.1f MiB in %v (%.0f MiB/s), %.1fs elapsed   ",
-						r.N, r.Pages, float64(r.Bytes)/(1<<20), r.Duration.Round(time.Millisecond),
-						float64(r.Bytes)/(1<<20)/max(r.Duration.Seconds(), 1e-6), el)
+			opts.Progress = func(p migrate.Progress) {
+				if !tty {
+					return
 				}
+				mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+				line := fmt.Sprintf("%s: %.1f", p.Phase, mib(p.Sent))
+				if p.Expect > 0 {
+					line += fmt.Sprintf("/%.1f", mib(p.Expect))
+				}
+				line += fmt.Sprintf(" MiB, %.0f MiB/s", p.Rate/(1<<20))
+				if p.ETA > 0 {
+					line += fmt.Sprintf(", ETA %v", p.ETA.Round(100*time.Millisecond))
+				}
+				line += fmt.Sprintf("; %.1f MiB in all, %v elapsed", mib(p.Total), p.Elapsed.Round(100*time.Millisecond))
+				if p.Done != nil {
+					fmt.Fprintf(os.Stderr, "\r\033[Kround %d done: %d pages, %.1f MiB in %v\n", p.Done.N, p.Done.Pages, mib(p.Done.Bytes), p.Done.Duration.Round(time.Millisecond))
+					return
+				}
+				fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
 			}
 			rep, err := migrate.Migrate(ctx, pid, sess, opts)
 			if tty {
