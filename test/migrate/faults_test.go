@@ -1,6 +1,8 @@
 package migrate_test
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,4 +185,40 @@ func TestMigrateConnectionCut(t *testing.T) {
 			migrated(t, c, d, m)
 		})
 	}
+}
+
+// TestMigrateConnectionCutAfterCommit cuts the connection once the
+// destination has the commit (its network-unlock action, which runs then,
+// tells the test) and before it resumes the tree: past the commit point the
+// destination owns the tree. The tree must run there, the source be gone,
+// and godwit migrate say it committed, with a warning that the
+// confirmation did not arrive.
+func TestMigrateConnectionCutAfterCommit(t *testing.T) {
+	setup(t)
+	p := newPKI(t)
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "committed")
+	script := filepath.Join(dir, "action.sh")
+	body := "#!/bin/sh\nif [ \"$GODWIT_ACTION\" = network-unlock ]; then touch " + flag + "; sleep 1; fi\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startServe(t, serveOptions{pki: p, args: []string{"--action-script", script}})
+	c := startCounter(t, counterMiB, counterDirty)
+	signal := make(chan struct{})
+	px := startCutProxy(t, d.addr, cutRule{onSignal: signal})
+	go func() {
+		testutil.Poll(2*time.Minute, func() bool { _, err := os.Stat(flag); return err == nil })
+		close(signal)
+	}()
+	m := runMigrate(t, p.client(), c.PID(), px.addr(), "--precopy", "off")
+	t.Log(px.report())
+	if !px.wasCut() {
+		t.Fatalf("the proxy did not cut the connection: %s\n%s", px.report(), m.Result)
+	}
+	m.mustCommit(t, d)
+	if len(m.rep.Warnings) == 0 {
+		t.Errorf("no warning that the destination's confirmation was lost\n%s", m.Result)
+	}
+	migrated(t, c, d, m)
 }

@@ -38,11 +38,16 @@ type cutRule struct {
 	// afterAppRecords: forward this many TLS application-data records
 	// (type 23) of the client, and cut where the next one begins.
 	afterAppRecords int
+	// onSignal: cut both ways when this channel is closed.
+	onSignal <-chan struct{}
 }
 
 func (r cutRule) String() string {
 	if r.afterBytes > 0 {
 		return fmt.Sprintf("after %d bytes from the client", r.afterBytes)
+	}
+	if r.onSignal != nil {
+		return "on a signal of the test"
 	}
 	return fmt.Sprintf("after %d TLS application-data records from the client", r.afterAppRecords)
 }
@@ -115,6 +120,15 @@ func (p *cutProxy) relay(c net.Conn) {
 		})
 	}
 	done := make(chan struct{})
+	if p.rule.onSignal != nil {
+		go func() {
+			select {
+			case <-p.rule.onSignal:
+				cut(-1)
+			case <-done:
+			}
+		}()
+	}
 	go func() {
 		defer close(done)
 		n, _ := io.Copy(c, s)
