@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
@@ -188,7 +189,12 @@ func (r *receiver) receiveRound(ctx context.Context) error {
 	hdr := make([]byte, frameHeader)
 	var buf []byte
 	var f pageFrame
-	br := bufio.NewReaderSize(st, 4<<20)
+	in, err := r.decompressor(st)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	br := bufio.NewReaderSize(in, 4<<20)
 	for {
 		buf, err = readFrame(br, hdr, &f, buf)
 		if errors.Is(err, io.EOF) {
@@ -292,7 +298,12 @@ func (r *receiver) receiveImage(ctx context.Context, rec *Received) (*Received, 
 	if rec.Rounds > 0 {
 		opts.Pages = r.store
 	}
-	res, err := restore.Restore(ctx, bufio.NewReaderSize(st, 4<<20), opts)
+	in, err := r.decompressor(st)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	res, err := restore.Restore(ctx, bufio.NewReaderSize(in, 4<<20), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -351,4 +362,16 @@ func killTree(pid int) {
 	for _, k := range kids {
 		killTree(k)
 	}
+}
+
+// decompressor undoes the source's compression of a stream, if any.
+func (r *receiver) decompressor(st io.Reader) (io.ReadCloser, error) {
+	if !r.hello.Compress {
+		return io.NopCloser(st), nil
+	}
+	dec, err := zstd.NewReader(st, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	return dec.IOReadCloser(), nil
 }

@@ -61,6 +61,7 @@ type message struct {
 	// TCP says what the source does with established TCP connections.
 	TCP      string `json:"tcp,omitempty"`
 	Postcopy bool   `json:"postcopy,omitempty"`
+	Compress bool   `json:"compress,omitempty"` // rounds and image in zstd
 
 	Lazy         lazyRanges   `json:"lazy,omitempty"`
 	NamespacePID int          `json:"ns_pid,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
 	"io"
 	"net"
 	"os"
@@ -58,6 +59,10 @@ type Options struct {
 	// demand. With Precopy rounds first it is the hybrid: only the pages
 	// written since the last round are left behind.
 	Postcopy bool
+	// Compress compresses the pre-copy rounds and the image with zstd
+	// (fastest level; zero pages never travel anyway). Post-copy pages are
+	// not compressed: they are waited for.
+	Compress bool
 	// Progress, when set, is called four times a second while the
 	// migration runs, and once after every round.
 	Progress func(Progress)
@@ -237,7 +242,7 @@ func (s *source) run(ctx context.Context) error {
 	}
 	go s.readControl()
 	host, _ := os.Hostname()
-	if err := s.send(&message{Type: msgHello, Version: Version, PID: s.pid, Host: host, TCP: s.opts.TCP, Postcopy: s.opts.Postcopy}); err != nil {
+	if err := s.send(&message{Type: msgHello, Version: Version, PID: s.pid, Host: host, TCP: s.opts.TCP, Postcopy: s.opts.Postcopy, Compress: s.opts.Compress}); err != nil {
 		return err
 	}
 	m, err := s.expect(ctx, 30*time.Second, msgWelcome)
@@ -390,7 +395,8 @@ func (s *source) round(ctx context.Context, n int, dirty func(pid int) ([]checkp
 		return r, connError("open a page stream", err)
 	}
 	defer st.Close()
-	w := bufio.NewWriterSize(countWriter{w: st, n: &s.sent}, 4<<20)
+	enc := s.compressor(countWriter{w: st, n: &s.sent})
+	w := bufio.NewWriterSize(enc, 4<<20)
 	hdr := make([]byte, frameHeader)
 	s.setPhase(fmt.Sprintf("round %d", n))
 	for pid := range s.track {
@@ -437,6 +443,9 @@ func (s *source) round(ctx context.Context, n int, dirty func(pid int) ([]checkp
 		}
 	}
 	if err := w.Flush(); err != nil {
+		return r, connError("send pages", err)
+	}
+	if err := enc.Close(); err != nil {
 		return r, connError("send pages", err)
 	}
 	if err := st.Close(); err != nil {
@@ -547,9 +556,13 @@ func (s *source) final(ctx context.Context) error {
 		}
 		lazy = lazyRanges{}
 	}
-	bw := bufio.NewWriterSize(countWriter{w: st, n: &s.sent}, 4<<20)
+	benc := s.compressor(countWriter{w: st, n: &s.sent})
+	bw := bufio.NewWriterSize(benc, 4<<20)
 	opts := checkpoint.Options{Dirty: dirty, TCP: checkpoint.TCPMode(s.opts.TCP), Handoff: func(ctx context.Context) error {
 		if err := bw.Flush(); err != nil {
+			return connError("send the image", err)
+		}
+		if err := benc.Close(); err != nil {
 			return connError("send the image", err)
 		}
 		if err := st.Close(); err != nil {
@@ -658,3 +671,20 @@ func (m memTracker) Dirty() ([]checkpoint.PageRange, error) {
 }
 
 func (m memTracker) Close() error { return m.t.Close() }
+
+// nopCloser is a writer with a Close that does nothing.
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// compressor wraps w in a zstd encoder when the migration compresses.
+func (s *source) compressor(w io.Writer) io.WriteCloser {
+	if !s.opts.Compress {
+		return nopCloser{w}
+	}
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(2))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return enc
+}

@@ -148,6 +148,7 @@ func newMigrateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "HOST:PORT where godwit serve listens")
 	cmd.Flags().StringVar(&serverName, "server-name", "", "name the destination's certificate must carry (default: the host of --to)")
 	cmd.Flags().StringVar(&precopy, "precopy", "auto", "pre-copy rounds: auto, off or a number")
+	cmd.Flags().BoolVar(&opts.Compress, "compress", false, "compress pre-copy rounds and the image with zstd (zero pages never travel)")
 	cmd.Flags().BoolVar(&postcopy, "postcopy", false, "resume on the destination at once; memory follows in the background and on demand (with --precopy: pre-copy rounds first, the hybrid)")
 	cmd.Flags().BoolVar(&tcpEstablished, "tcp-established", false, "carry established TCP connections over (the destination has the same addresses)")
 	cmd.Flags().BoolVar(&tcpClose, "tcp-close", false, "close established TCP connections on the destination (the application reconnects)")

@@ -104,7 +104,8 @@ func TestMigratePrecopy(t *testing.T) {
 // TestMigratePostcopy migrates the counter with --postcopy (the tree resumes
 // on the destination before its memory has arrived) and with --precopy 2
 // --postcopy (the hybrid: two rounds, then only the pages written since are
-// fetched after the resume). The counter checks every page against its
+// fetched after the resume), and a pre-copy compressed with zstd
+// (--compress). The counter checks every page against its
 // CRC on each tick: its lines must go on with "checksum-ok".
 func TestMigratePostcopy(t *testing.T) {
 	for _, c := range []struct {
@@ -113,6 +114,7 @@ func TestMigratePostcopy(t *testing.T) {
 	}{
 		{"postcopy", "post-copy", []string{"--postcopy"}},
 		{"hybrid", "hybrid", []string{"--precopy", "2", "--postcopy"}},
+		{"precopy-compressed", "pre-copy", []string{"--precopy", "2", "--compress"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			setup(t)
