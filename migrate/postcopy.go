@@ -64,6 +64,19 @@ type pusher struct {
 	hdr    []byte
 	pages  uint64
 	faults uint64
+	hint   *pushHint // where the last fault answered was
+}
+
+// pushHint is where the push should go on: after the pages a fault asked.
+type pushHint struct {
+	pid  int
+	addr uint64
+}
+
+// pushPos is the push's position: pid index, range index, address.
+type pushPos struct {
+	pi, ri int
+	addr   uint64
 }
 
 // servePostcopy runs on the source after the commit, with the tree still
@@ -123,36 +136,64 @@ func (s *source) servePostcopy(ctx context.Context, lazy lazyRanges, onRunning f
 		pids = append(pids, pid)
 	}
 	sort.Ints(pids)
-	// The push: range by range, jumping to where the faults are.
-	for _, pid := range pids {
-		ranges := lazy[pid]
-		for ri := 0; ri < len(ranges); ri++ {
-			r := ranges[ri]
-			for a := r.Addr; a < r.End(); {
-				if err := p.serveRequests(false); err != nil {
-					return err
-				}
-				select {
-				case m, ok := <-s.msgs:
-					if !ok {
-						err := <-s.rerr
-						s.rerr <- err
-						return connError("post-copy", err)
-					}
-					if m.Type != msgRunning {
-						if _, err := s.check(m, msgRunning); err != nil {
-							return err
-						}
-					}
-					onRunning(m)
-				default:
-				}
-				n := min(pushChunk, int((r.End()-a)/image.PageSize))
-				if err := p.send(p.push, pid, a, n); err != nil {
-					return err
-				}
-				a += uint64(n) * image.PageSize
+	// The push: range by range, and from where the last fault was once
+	// one is answered (the pages after a fault are likely next), until
+	// every page went one way or the other.
+	total := uint64(0)
+	for _, rs := range lazy {
+		for _, r := range rs {
+			total += uint64(r.Pages)
+		}
+	}
+	cur := pushPos{}
+	for p.pages < total && len(pids) > 0 {
+		if err := p.serveRequests(false); err != nil {
+			return err
+		}
+		select {
+		case m, ok := <-s.msgs:
+			if !ok {
+				err := <-s.rerr
+				s.rerr <- err
+				return connError("post-copy", err)
 			}
+			if m.Type != msgRunning {
+				if _, err := s.check(m, msgRunning); err != nil {
+					return err
+				}
+			}
+			onRunning(m)
+		default:
+		}
+		if h := p.hint; h != nil {
+			p.hint = nil
+			for k, pid := range pids {
+				if pid != h.pid {
+					continue
+				}
+				rs := lazy[pid]
+				if ri := sort.Search(len(rs), func(i int) bool { return rs[i].End() > h.addr }); ri < len(rs) {
+					cur = pushPos{pi: k, ri: ri, addr: max(h.addr, rs[ri].Addr)}
+				}
+			}
+		}
+		rs := lazy[pids[cur.pi]]
+		if cur.ri >= len(rs) {
+			cur = pushPos{pi: (cur.pi + 1) % len(pids)}
+			continue
+		}
+		r := rs[cur.ri]
+		if cur.addr < r.Addr {
+			cur.addr = r.Addr
+		}
+		n := min(pushChunk, int((r.End()-cur.addr)/image.PageSize))
+		if err := p.send(p.push, pids[cur.pi], cur.addr, n); err != nil {
+			return err
+		}
+		cur.addr += uint64(n) * image.PageSize
+		if cur.addr >= r.End() {
+			cur.ri++
+			cur.addr = 0
 		}
 	}
 	if err := p.push.Flush(); err != nil {
@@ -268,6 +309,7 @@ func (p *pusher) answer(req [2]uint64) error {
 		return writeFrame(p.urg, p.hdr, &pageFrame{pid: pid, addr: addr, count: 1, zero: true})
 	}
 	n := min(aroundFault, int((rs[i].End()-addr)/image.PageSize))
+	p.hint = &pushHint{pid: pid, addr: addr + uint64(n)*image.PageSize}
 	return p.send(p.urg, pid, addr, n)
 }
 
