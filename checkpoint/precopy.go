@@ -78,35 +78,35 @@ func clipExtents(exts []extent, dirty []PageRange) ([]extent, int) {
 // droppedRuns lists the dirty pages of anonymous mappings that hold nothing
 // now (given back with MADV_DONTNEED, or never touched after a remap): zero
 // runs, so that the destination forgets what an earlier round sent there.
-// exts are the present pages, sorted.
+// vmas, exts (the present pages) and dirty are sorted; one pass over each.
 func droppedRuns(vmas []image.VMA, exts []extent, dirty []PageRange) []pageRun {
 	var runs []pageRun
-	for _, v := range vmas {
-		if v.Kind != image.VMAAnon {
-			continue
+	v, e := 0, 0
+	for _, d := range dirty {
+		for v < len(vmas) && vmas[v].End <= d.Addr {
+			v++
 		}
-		for _, d := range dirty {
-			start, end := max(v.Start, d.Addr), min(v.End, d.End())
-			for start < end {
-				// Skip what is present.
+		for w := v; w < len(vmas) && vmas[w].Start < d.End(); w++ {
+			if vmas[w].Kind != image.VMAAnon {
+				continue
+			}
+			start, end := max(vmas[w].Start, d.Addr), min(vmas[w].End, d.End())
+			for e < len(exts) && exts[e].addr+uint64(exts[e].pages)*mem.PageSize <= start {
+				e++
+			}
+			// Between the present extents from e on, what is left is dropped.
+			for k := e; start < end; k++ {
 				next := end
-				covered := false
-				for _, e := range exts {
-					eEnd := e.addr + uint64(e.pages)*mem.PageSize
-					if e.addr <= start && start < eEnd {
-						start = eEnd
-						covered = true
-						break
-					}
-					if e.addr > start && e.addr < next {
-						next = e.addr
-					}
+				if k < len(exts) && exts[k].addr < end {
+					next = max(start, exts[k].addr)
 				}
-				if covered {
-					continue
+				if next > start {
+					runs = append(runs, pageRun{addr: start, count: int((next - start) / mem.PageSize)})
 				}
-				runs = append(runs, pageRun{addr: start, count: int((next - start) / mem.PageSize)})
-				start = next
+				if k >= len(exts) || exts[k].addr >= end {
+					break
+				}
+				start = max(start, exts[k].addr+uint64(exts[k].pages)*mem.PageSize)
 			}
 		}
 	}

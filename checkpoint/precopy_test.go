@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/godwit-dev/godwit/image"
@@ -58,6 +59,75 @@ func TestDroppedRuns(t *testing.T) {
 	for i := range want {
 		if runs[i].addr != want[i].addr || runs[i].count != want[i].count || runs[i].data != nil {
 			t.Fatalf("run %d: got %+v", i, runs[i])
+		}
+	}
+}
+
+// TestDroppedRunsRandom compares droppedRuns with a page-by-page answer on
+// random layouts.
+func TestDroppedRunsRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for iter := 0; iter < 500; iter++ {
+		var vmas []image.VMA
+		var exts []extent
+		a := uint64(0)
+		for i := 0; i < 1+rng.IntN(5); i++ {
+			a += uint64(rng.IntN(3)) * pg
+			n := uint64(1 + rng.IntN(20))
+			kind := image.VMAAnon
+			if rng.IntN(3) == 0 {
+				kind = image.VMAFile
+			}
+			vmas = append(vmas, image.VMA{Start: a, End: a + n*pg, Kind: kind})
+			for p := a; p < a+n*pg; {
+				k := uint64(1 + rng.IntN(4))
+				if p+k*pg > a+n*pg {
+					k = (a + n*pg - p) / pg
+				}
+				if rng.IntN(2) == 0 {
+					exts = append(exts, extent{addr: p, pages: int(k), vma: len(vmas) - 1})
+				}
+				p += k * pg
+			}
+			a += n * pg
+		}
+		var dirty []PageRange
+		for i := 0; i < rng.IntN(6); i++ {
+			dirty = append(dirty, PageRange{Addr: uint64(rng.IntN(int(a/pg)+2)) * pg, Pages: 1 + rng.IntN(15)})
+		}
+		dirty = normalize(dirty)
+		want := map[uint64]bool{}
+		for _, d := range dirty {
+			for p := d.Addr; p < d.End(); p += pg {
+				anon, present := false, false
+				for _, v := range vmas {
+					anon = anon || (v.Kind == image.VMAAnon && v.Start <= p && p < v.End)
+				}
+				for _, e := range exts {
+					present = present || (e.addr <= p && p < e.addr+uint64(e.pages)*pg)
+				}
+				if anon && !present {
+					want[p] = true
+				}
+			}
+		}
+		got := map[uint64]bool{}
+		for _, r := range droppedRuns(vmas, exts, dirty) {
+			for k := 0; k < r.count; k++ {
+				p := r.addr + uint64(k)*pg
+				if got[p] {
+					t.Fatalf("page %#x twice", p)
+				}
+				got[p] = true
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("iteration %d: %d pages dropped, want %d", iter, len(got), len(want))
+		}
+		for p := range want {
+			if !got[p] {
+				t.Fatalf("iteration %d: page %#x not dropped", iter, p)
+			}
 		}
 	}
 }
