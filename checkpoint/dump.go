@@ -259,7 +259,9 @@ func (d *dumper) run(ctx context.Context, w io.Writer) (err error) {
 				}
 			}
 			if err == nil {
-				d.eager = p.RseqPages()
+				if d.opts.Lazy != nil {
+					d.eager = p.RseqPages()
+				}
 				r, err = d.readDirtyPagesInto(m, p.VMAs, d.reserved[mb.pid], dirty, tracked)
 			}
 			delete(d.reserved, mb.pid)

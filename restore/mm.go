@@ -272,7 +272,7 @@ func (rs *tree) writePages(ctx context.Context) error {
 			return badImage(&image.FormatError{Offset: rs.ir.Offset(), Type: rec.Type,
 				Err: fmt.Errorf("%w: pages %#x-%#x of pid %d are outside every private mapping", image.ErrInconsistent, rec.Addr, end, rec.PID)})
 		}
-		if v.Kind == image.VMAAnon && rs.opts.Lazy != nil && rs.opts.AnonPages != nil && !touchesRseq(p.proc, rec.Addr, rec.Count) {
+		if v.Kind == image.VMAAnon && rs.opts.Lazy != nil && rs.opts.AnonPages != nil && !p.touchesRseq(rec.Addr, rec.Count) {
 			// Filled by the Lazy handler with the rest: written here, a
 			// page could bring in a zeroed huge page around it, whose
 			// other pages the handler could then no longer fill.
@@ -302,7 +302,7 @@ func (rs *tree) writeSentPages(ctx context.Context) error {
 		if p.proc == nil {
 			continue
 		}
-		rseq := p.proc.RseqPages()
+		rseq := p.rseq
 		want := func(addr uint64) bool {
 			v := p.proc.FindVMA(addr)
 			switch {
@@ -407,9 +407,10 @@ func (rs *restorer) restoreMM() error {
 	return nil
 }
 
-// touchesRseq tells whether count pages at addr hold an rseq area of p.
-func touchesRseq(p *image.Process, addr uint64, count int) bool {
-	for a := range p.RseqPages() {
+// touchesRseq tells whether count pages at addr hold an rseq area of the
+// process.
+func (rs *restorer) touchesRseq(addr uint64, count int) bool {
+	for a := range rs.rseq {
 		if a >= addr && a < addr+uint64(count)*image.PageSize {
 			return true
 		}

@@ -52,10 +52,11 @@ type restorer struct {
 	proc   *image.Process
 	zombie *image.Zombie
 
-	pid     int         // the restored process as godwit sees it, once created
-	uffd    int         // post-copy: its userfaultfd in godwit, until handed over
-	tids    map[int]int // thread ids of the image -> as godwit sees them
-	forked  bool        // a zombie that was forked (and may have exited)
+	pid     int             // the restored process as godwit sees it, once created
+	uffd    int             // post-copy: its userfaultfd in godwit, until handed over
+	rseq    map[uint64]bool // pages holding its threads' rseq areas
+	tids    map[int]int     // thread ids of the image -> as godwit sees them
+	forked  bool            // a zombie that was forked (and may have exited)
 	threads []int
 	mem     *mem.Process
 
@@ -86,6 +87,7 @@ func (t *tree) run(ctx context.Context) (err error) {
 	t.byPID = map[int]*restorer{}
 	for i := range t.meta.Processes {
 		rs := &restorer{tree: t, proc: &t.meta.Processes[i], inj: map[int]*ptrace.Injector{}}
+		rs.rseq = rs.proc.RseqPages()
 		t.procs = append(t.procs, rs)
 		t.byPID[rs.proc.PID] = rs
 	}
