@@ -13,23 +13,15 @@ import (
 // requiring every client to present a certificate that chains to the CA in
 // caFile and is made for client authentication.
 func ServerConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := loadKeyPair("server config", certFile, keyFile)
+	cfg, pool, err := baseConfig("server config", certFile, keyFile, caFile)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := loadCA("server config", caFile)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		MaxVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-		// No resumption: every connection proves its certificate afresh.
-		SessionTicketsDisabled: true,
-	}, nil
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.ClientCAs = pool
+	// No resumption: every connection proves its certificate afresh.
+	cfg.SessionTicketsDisabled = true
+	return cfg, nil
 }
 
 // ClientConfig returns the TLS configuration of the dialing side: TLS 1.3
@@ -39,21 +31,31 @@ func ServerConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 // address it dials, so the server's certificate must name that host name or
 // IP address; the CA alone is never enough.
 func ClientConfig(certFile, keyFile, caFile, serverName string) (*tls.Config, error) {
-	cert, err := loadKeyPair("client config", certFile, keyFile)
+	cfg, pool, err := baseConfig("client config", certFile, keyFile, caFile)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := loadCA("client config", caFile)
+	cfg.RootCAs = pool
+	cfg.ServerName = serverName
+	return cfg, nil
+}
+
+// baseConfig is what both sides share: TLS 1.3 only, their certificate,
+// and the pool of the CA that signs the other side's.
+func baseConfig(op, certFile, keyFile, caFile string) (*tls.Config, *x509.CertPool, error) {
+	cert, err := loadKeyPair(op, certFile, keyFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	pool, err := loadCA(op, caFile)
+	if err != nil {
+		return nil, nil, err
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		MaxVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ServerName:   serverName,
-	}, nil
+	}, pool, nil
 }
 
 func loadKeyPair(op, certFile, keyFile string) (tls.Certificate, error) {
