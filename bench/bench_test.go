@@ -236,22 +236,12 @@ func runGodwit(b *testing.B, helper string, args ...string) run {
 		b.Fatal(err)
 	}
 	defer null.Close()
-	out, err := os.Create(filepath.Join(dir, "stdout"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer out.Close()
-	errf, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer errf.Close()
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, out, errf
+	cmd.Stdin = null
+	out := testutil.CaptureOutput(b, cmd)
 	start := time.Now()
 	err = cmd.Run()
 	wall := time.Since(start)
-	o, _ := os.ReadFile(out.Name())
-	e, _ := os.ReadFile(errf.Name())
+	o, e := out.Read()
 	if err != nil {
 		b.Fatalf("godwit %s: %v\n%s", strings.Join(args, " "), err, e)
 	}
@@ -264,8 +254,8 @@ func runGodwit(b *testing.B, helper string, args ...string) run {
 		b.Fatalf("rusage helper wrote %q: %v", u, err)
 	}
 	return run{
-		stdout:    string(o),
-		stderr:    string(e),
+		stdout:    o,
+		stderr:    e,
 		wall:      wall,
 		cpu:       time.Duration(utime+stime) * time.Microsecond,
 		maxrssMiB: float64(maxrss) / 1024,

@@ -323,20 +323,9 @@ func runMigrate(b *testing.B, args []string) (testutil.Result, procUsage) {
 	ctx, cancel := context.WithTimeout(context.Background(), migMigrateTimeout)
 	defer cancel()
 	cmd := testutil.GodwitCommand(b, ctx, testutil.RunOptions{}, args...)
-	dir := b.TempDir()
-	out, err := os.Create(filepath.Join(dir, "stdout"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer out.Close()
-	errf, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer errf.Close()
-	cmd.Stdout, cmd.Stderr = out, errf
+	out := testutil.CaptureOutput(b, cmd)
 	start := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	r := testutil.Result{Args: args, Duration: time.Since(start)}
 	if cmd.ProcessState == nil {
 		b.Fatalf("run godwit %v: %v", args, err)
@@ -345,9 +334,7 @@ func runMigrate(b *testing.B, args []string) (testutil.Result, procUsage) {
 		b.Errorf("godwit %v did not finish within %v and was killed", args, migMigrateTimeout)
 	}
 	r.ExitCode = cmd.ProcessState.ExitCode()
-	o, _ := os.ReadFile(out.Name())
-	e, _ := os.ReadFile(errf.Name())
-	r.Stdout, r.Stderr = string(o), string(e)
+	r.Stdout, r.Stderr = out.Read()
 	var u procUsage
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())

@@ -75,12 +75,7 @@ func RunGodwitWith(t testing.TB, opts RunOptions, args ...string) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	defer cancel()
 	cmd := GodwitCommand(t, ctx, opts, args...)
-	dir := t.TempDir()
-	stdout := createFile(t, filepath.Join(dir, "stdout"), nil)
-	defer stdout.Close()
-	stderr := createFile(t, filepath.Join(dir, "stderr"), nil)
-	defer stderr.Close()
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	out := CaptureOutput(t, cmd)
 	start := time.Now()
 	err := cmd.Run()
 	r := Result{Args: args, Duration: time.Since(start), ExitCode: cmd.ProcessState.ExitCode()}
@@ -90,10 +85,30 @@ func RunGodwitWith(t testing.TB, opts RunOptions, args ...string) Result {
 	if ctx.Err() != nil {
 		t.Errorf("godwit %v did not finish within %v and was killed", args, opts.Timeout)
 	}
-	o, _ := os.ReadFile(stdout.Name())
-	e, _ := os.ReadFile(stderr.Name())
-	r.Stdout, r.Stderr = string(o), string(e)
+	r.Stdout, r.Stderr = out.Read()
 	return r
+}
+
+// Output is where CaptureOutput sends a command's stdout and stderr.
+type Output struct{ Stdout, Stderr *os.File }
+
+// CaptureOutput sends cmd's stdout and stderr to files in a temporary
+// directory, not pipes, so that a process that inherits them by mistake
+// cannot make the run hang. The files are closed when the test ends.
+func CaptureOutput(t testing.TB, cmd *exec.Cmd) *Output {
+	t.Helper()
+	dir := t.TempDir()
+	o := &Output{Stdout: createFile(t, filepath.Join(dir, "stdout"), nil), Stderr: createFile(t, filepath.Join(dir, "stderr"), nil)}
+	t.Cleanup(func() { o.Stdout.Close(); o.Stderr.Close() })
+	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+	return o
+}
+
+// Read returns what the command wrote so far.
+func (o *Output) Read() (stdout, stderr string) {
+	a, _ := os.ReadFile(o.Stdout.Name())
+	b, _ := os.ReadFile(o.Stderr.Name())
+	return string(a), string(b)
 }
 
 // GodwitCommand returns an unstarted command running godwit with args, its

@@ -680,18 +680,7 @@ func runMigrateWith(t *testing.T, o migrateOptions, c creds, pid int, to string,
 	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
 	defer cancel()
 	cmd := testutil.GodwitCommand(t, ctx, testutil.RunOptions{}, args...)
-	dir := t.TempDir()
-	stdout, err := os.Create(filepath.Join(dir, "stdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdout.Close()
-	stderr, err := os.Create(filepath.Join(dir, "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	out := testutil.CaptureOutput(t, cmd)
 
 	// The watchdog notes what the source's threads do before godwit is
 	// killed, for the failure message.
@@ -724,15 +713,13 @@ func runMigrateWith(t *testing.T, o migrateOptions, c creds, pid int, to string,
 		}
 	}()
 	start := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	close(done)
 	if err != nil && cmd.ProcessState == nil {
 		t.Fatalf("run godwit %v: %v", args, err)
 	}
 	m := migration{Result: testutil.Result{Args: args, ExitCode: cmd.ProcessState.ExitCode(), Duration: time.Since(start)}}
-	o2, _ := os.ReadFile(stdout.Name())
-	e2, _ := os.ReadFile(stderr.Name())
-	m.Stdout, m.Stderr = string(o2), string(e2)
+	m.Stdout, m.Stderr = out.Read()
 	select {
 	case why := <-stuck:
 		if m.ExitCode == -1 {
